@@ -1,0 +1,211 @@
+"""Guards for untrusted input: file names, paths, URLs, hosts and secrets.
+
+Every file name that comes from a workflow, a server (Content-Disposition, URL path) or an
+HTTP request passes ``validate_relative_path`` once; every final path passes
+``safe_join`` (a ``commonpath`` check against its folder).  Tokens are attached only by
+``auth_headers_for`` (to their own host) and scrubbed from text by ``redact_text``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import unicodedata
+from pathlib import Path, PurePosixPath
+from typing import Dict, Iterable, Optional, Set
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .errors import HostNotAllowedError, UnsafePathError
+
+_WINDOWS_RESERVED = {
+    "con", "prn", "aux", "nul",
+    *(f"com{i}" for i in range(1, 10)),
+    *(f"lpt{i}" for i in range(1, 10)),
+}
+_BAD_CHARS = set('<>:"|?*') | {chr(i) for i in range(32)} | {"\x7f"}
+_MAX_COMPONENT = 255
+_MAX_PATH = 1024
+
+
+def validate_relative_path(name: str, *, allow_subdirs: bool = True) -> str:
+    """Return ``name`` normalised to a safe relative ``a/b.ext`` path or raise UnsafePathError.
+
+    Rejects: empty names, NUL/control characters, absolute paths, drive letters, UNC paths,
+    ``..`` or ``.`` components, Windows reserved names (``CON``, ``nul.txt``...), characters
+    Windows forbids, components ending in a dot or space, over-long names.  Backslashes are
+    treated as separators (workflows written on Windows use them).
+    """
+    if not isinstance(name, str):
+        raise UnsafePathError(f"file name must be a string, got {type(name).__name__}")
+    raw = unicodedata.normalize("NFC", name).strip()
+    if not raw:
+        raise UnsafePathError("empty file name")
+    if "\0" in raw:
+        raise UnsafePathError("file name contains a NUL byte")
+    unified = raw.replace("\\", "/")
+    if unified.startswith("/") or unified.startswith("//"):
+        raise UnsafePathError(f"absolute path not allowed: {name!r}")
+    if re.match(r"^[A-Za-z]:", unified):
+        raise UnsafePathError(f"drive letter not allowed: {name!r}")
+    parts = [p for p in unified.split("/") if p != ""]
+    if not parts:
+        raise UnsafePathError(f"no file name in {name!r}")
+    if not allow_subdirs and len(parts) > 1:
+        raise UnsafePathError(f"sub-folders not allowed here: {name!r}")
+    for part in parts:
+        if part in (".", ".."):
+            raise UnsafePathError(f"'{part}' component not allowed: {name!r}")
+        if any(c in _BAD_CHARS for c in part):
+            raise UnsafePathError(f"forbidden character in file name: {name!r}")
+        if part.endswith((".", " ")):
+            raise UnsafePathError(f"component may not end with a dot or space: {name!r}")
+        if part.split(".")[0].lower() in _WINDOWS_RESERVED:
+            raise UnsafePathError(f"reserved device name: {name!r}")
+        if len(part.encode("utf-8")) > _MAX_COMPONENT:
+            raise UnsafePathError(f"file name component too long: {name[:60]!r}...")
+    result = "/".join(parts)
+    if len(result) > _MAX_PATH:
+        raise UnsafePathError("path too long")
+    return result
+
+
+def safe_join(root: os.PathLike | str, relative: str) -> Path:
+    """``root / relative`` after validation, guaranteed to stay inside ``root``.
+
+    Symlinks inside ``root`` that point outside are refused too (the check is done on the
+    resolved path of the deepest existing ancestor).
+    """
+    rel = validate_relative_path(relative)
+    base = Path(root).expanduser().resolve()
+    target = base.joinpath(*PurePosixPath(rel).parts)
+    probe = target
+    while not probe.exists() and probe != base and probe.parent != probe:
+        probe = probe.parent
+    resolved_probe = probe.resolve()
+    for candidate in (str(target), str(resolved_probe)):
+        if os.path.commonpath([str(base), candidate]) != str(base):
+            raise UnsafePathError(f"{relative!r} leaves its folder")
+    return target
+
+
+def host_matches(host: str, allowed: Iterable[str]) -> bool:
+    """True if ``host`` is in ``allowed``; entries starting with '.' match any sub-domain."""
+    host = (host or "").lower().rstrip(".")
+    for entry in allowed:
+        entry = entry.lower().strip()
+        if not entry:
+            continue
+        if entry.startswith("."):
+            if host.endswith(entry) or host == entry[1:]:
+                return True
+        elif host == entry:
+            return True
+    return False
+
+
+def check_url(url: str, allowed_hosts: Optional[Iterable[str]] = None) -> str:
+    """Return ``url`` if it is http(s), has no credentials and its host is allowed.
+
+    With ``allowed_hosts=None`` only the scheme and form are checked.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise HostNotAllowedError("empty URL")
+    url = url.strip()
+    if any(c in url for c in "\r\n\0 \t"):
+        raise HostNotAllowedError("URL contains whitespace or control characters", url=redact_url(url))
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a bad port
+    except ValueError as exc:
+        raise HostNotAllowedError(f"malformed URL: {exc}", url=redact_url(url)) from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise HostNotAllowedError(f"only http(s) URLs are allowed, not {parts.scheme or 'none'!r}", url=redact_url(url))
+    if not parts.hostname:
+        raise HostNotAllowedError("URL has no host", url=redact_url(url))
+    if parts.username or parts.password:
+        raise HostNotAllowedError("URLs with user:password are not accepted", url=redact_url(url))
+    del port
+    if allowed_hosts is not None and not host_matches(parts.hostname, allowed_hosts):
+        raise HostNotAllowedError(
+            f"host {parts.hostname!r} is not allowed (add it to COMFYFIXER_ALLOWED_HOSTS to trust it)",
+            url=redact_url(url),
+        )
+    return url
+
+
+def same_origin(a: str, b: str) -> bool:
+    """True when two URLs share scheme, host and port."""
+    pa, pb = urlsplit(a), urlsplit(b)
+
+    def port(p) -> Optional[int]:
+        return p.port or {"http": 80, "https": 443}.get(p.scheme.lower())
+
+    return (pa.scheme.lower(), (pa.hostname or "").lower(), port(pa)) == (
+        pb.scheme.lower(), (pb.hostname or "").lower(), port(pb))
+
+
+def auth_headers_for(url: str, config) -> Dict[str, str]:
+    """The Authorization header for ``url``: the Civitai token only for the Civitai base host,
+    the HF token only for the HF endpoint host; nothing for any other host."""
+    host = (urlsplit(url).hostname or "").lower()
+    civitai_host = (urlsplit(config.civitai_base_url).hostname or "").lower()
+    hf_host = (urlsplit(config.hf_endpoint).hostname or "").lower()
+    port = urlsplit(url).port
+    if config.civitai_token and host == civitai_host and port == urlsplit(config.civitai_base_url).port:
+        return {"Authorization": f"Bearer {config.civitai_token}"}
+    if config.hf_token and host == hf_host and port == urlsplit(config.hf_endpoint).port:
+        return {"Authorization": f"Bearer {config.hf_token}"}
+    return {}
+
+
+# -- secrets -----------------------------------------------------------------------------
+
+_secrets: Set[str] = set()
+_secrets_lock = threading.Lock()
+_SECRET_PARAMS = {"token", "key", "api_key", "apikey", "access_token", "sig", "signature",
+                  "x-amz-signature", "x-amz-credential", "x-amz-security-token", "auth", "password"}
+
+
+def register_secret(value: Optional[str]) -> None:
+    """Remember a secret so ``redact_text`` removes it wherever it appears."""
+    if value and len(value) >= 4:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def redact_url(url: Optional[str]) -> Optional[str]:
+    """``url`` without user:password and with token-like query values replaced by ``***``."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_text(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*")
+    return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+
+
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:token|key|api_key|apikey|access_token)=)[^&\s\"']+")
+_HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
+
+
+def redact_text(text: str) -> str:
+    """Remove registered secrets and token-shaped strings from free text."""
+    if not text:
+        return text
+    with _secrets_lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    text = _BEARER.sub(r"\1***", text)
+    text = _QUERY_SECRET.sub(r"\1***", text)
+    text = _HF_TOKEN.sub("hf_***", text)
+    return text
