@@ -1,0 +1,53 @@
+"""Shared fixtures.  Helpers for fake servers live in their own modules under tests/
+(``fakehub``, ``dlserver``) and are imported by the tests that use them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from comfyfixersmart.settings import Config, set_config
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path_factory):
+    """No test reads the developer's tokens, config file or data dirs."""
+    for var in ("CIVITAI_API_TOKEN", "CIVITAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "COMFYFIXER_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    set_config(None)
+    yield
+    set_config(None)
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Build a Config whose dirs live in this test's temp dir; keyword args override."""
+
+    def factory(**overrides) -> Config:
+        base = dict(
+            output_dir=tmp_path / "output",
+            log_dir=tmp_path / "logs",
+            state_dir=tmp_path / "state",
+            cache_dir=tmp_path / "cache",
+            backoff_base=0.01,
+            backoff_max=0.05,
+        )
+        base.update(overrides)
+        return Config(**base)
+
+    return factory
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """The read-only shared/ folder beside the repo (real workflows, API samples)."""
+    if not SHARED.is_dir():
+        pytest.skip("shared/ folder not found beside the repository")
+    return SHARED
