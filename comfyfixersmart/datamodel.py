@@ -249,6 +249,8 @@ class DownloadResult(_Serializable):
     url: Optional[str] = None
     resumed_from: int = 0
     skipped: bool = False  # already present and verified, nothing fetched
+    #: e.g. a pickle format (.ckpt/.pt/.pth/.bin) that can run code when loaded
+    warnings: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -281,6 +283,7 @@ class ProgressEvent(_Serializable):
     error_type: Optional[str] = None
     job_id: Optional[str] = None
     item_id: Optional[str] = None
+    warnings: List[str] = field(default_factory=list)
 
 
 @dataclass
