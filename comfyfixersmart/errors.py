@@ -202,3 +202,25 @@ __all__ = [
     "DownloadCancelledError",
     "StateError",
 ]
+
+
+# -- background jobs (ComfyUI panel) ------------------------------------------------------------
+
+class JobNotFoundError(ComfyFixerError, LookupError):
+    """No job, or no item in the job, has this id (HTTP 404)."""
+
+    kind = "job"
+
+
+class JobConflictError(ComfyFixerError):
+    """The job or item is in a state that does not allow the request, e.g. retrying a
+    running row (HTTP 409)."""
+
+    kind = "job"
+
+
+class JobInterruptedError(DownloadError):
+    """A job was cut off by a restart of the server; retrying the item resumes it."""
+
+
+__all__ += ["JobNotFoundError", "JobConflictError", "JobInterruptedError"]
