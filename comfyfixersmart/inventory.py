@@ -1,0 +1,546 @@
+"""ModelInventory: which model files are on disk, and is a workflow's reference among them.
+
+The inventory indexes every folder ComfyUI would search for each folder key: outside
+ComfyUI ``build(comfyui_root)`` reads ``models/`` and ``extra_model_paths.yaml`` (see
+``extra_paths.py``); inside ComfyUI ``build_from_folders(folder_paths...)`` takes its table.
+
+A reference (folder key + relative path) is
+
+* ``present``   when one of its folder's directories holds that relative path (what
+  ComfyUI's ``folder_paths.get_full_path`` would find);
+* ``elsewhere`` when a file of the same name sits in another sub-folder or folder, or a
+  file already hashed has the reference's sha256: ``found_path`` = ``folder/rel/path`` and
+  ``local_path`` tell where, so it can be linked or moved instead of downloaded;
+* ``missing``   otherwise.
+
+Case sensitivity: relative paths match exactly on case-sensitive file systems (Linux), and
+case-insensitively where the platform's default file system is (Windows, macOS), because
+that is what ``os.path.isfile`` inside ComfyUI will do there.  Override with
+``case_sensitive=``.  The ``elsewhere`` search by file name always ignores case (a
+``Model.safetensors`` is worth reporting for ``model.safetensors``), preferring exact case.
+
+Building avoids ``stat``: directory entries give the type for free, and size/mtime are read
+only when a ``ModelInfo`` is asked for.  sha256 sums are computed only on demand and cached
+(``hashing.HashCache``) by (path, size, mtime_ns) in ``config.cache_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
+
+from .datamodel import ELSEWHERE, MISSING, PRESENT, ModelInfo, ModelReference
+from .errors import ConfigurationError, UnsafePathError, ValidationError
+from .extra_paths import comfyui_folder_paths, model_folders_only
+from .fileutils import save_json_file
+from .folders import canonical_folder, folder_for, type_for
+from .hashing import FileKey, HashCache, normalize_sha256
+from .logs import get_logger
+from .security import safe_join, validate_relative_path
+from .settings import Config, get_config
+
+log = get_logger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: extensions ComfyUI tries, in order, for an embedding named without one (comfy/sd1_clip.py)
+EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin", ".pth")
+#: directories never descended into (ComfyUI skips ``.git`` too)
+_SKIP_DIRS = frozenset({".git", "__pycache__"})
+HASH_DB_NAME = "hashes.sqlite3"
+
+
+def _platform_case_sensitive() -> bool:
+    return not (sys.platform == "win32" or sys.platform == "darwin")
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One indexed file; ``info`` is built (with a stat) on first use."""
+
+    folder: str
+    rel: str  # '/' separated, relative to root
+    root: str
+    path: str  # absolute
+    info: Optional[ModelInfo]
+
+
+@dataclass
+class _Index:
+    """Everything one build found; replaced as a whole by ``refresh`` (readers never see half)."""
+
+    folders: Dict[str, List[Path]] = field(default_factory=dict)
+    entries: List[_Entry] = field(default_factory=list)
+    #: folder -> folded rel path -> first entry in folder order (the one ComfyUI loads)
+    by_rel: Dict[str, Dict[str, _Entry]] = field(default_factory=dict)
+    #: casefolded basename -> entries
+    by_name: Dict[str, List[_Entry]] = field(default_factory=dict)
+    by_path: Dict[str, _Entry] = field(default_factory=dict)
+    models_root: Optional[Path] = None
+    built_at: float = 0.0
+
+
+class ModelInventory:
+    """Index of the local model files of one ComfyUI install.
+
+    ``ModelInventory(config).build(root)`` (or ``build_from_folders(...)``), then ``check``
+    references, look files up, hash them.  Thread-safe for readers while ``refresh`` runs.
+    """
+
+    def __init__(self, config: Optional[Config] = None, *, case_sensitive: Optional[bool] = None,
+                 hash_cache: Optional[HashCache] = None):
+        self.config = config if config is not None else get_config()
+        self.case_sensitive = _platform_case_sensitive() if case_sensitive is None else bool(case_sensitive)
+        self._extensions = frozenset(e.lower() for e in self.config.model_extensions)
+        self._index = _Index()
+        self._source: Optional[Tuple[str, object]] = None
+        self._hash_cache = hash_cache
+        self._lock = threading.Lock()
+
+    # -- building ------------------------------------------------------------------------
+    def build(self, comfyui_root: Optional[PathLike] = None) -> "ModelInventory":
+        """Index ``<root>/models`` and the root's ``extra_model_paths.yaml``; returns self."""
+        root = comfyui_root if comfyui_root is not None else self.config.comfyui_root
+        if root is None:
+            raise ConfigurationError("comfyui_root", "no ComfyUI folder given (set COMFYFIXER_COMFYUI_ROOT)")
+        root_path = Path(os.path.abspath(os.fspath(Path(root).expanduser())))
+        if not root_path.is_dir():
+            raise ConfigurationError("comfyui_root", f"{root_path} is not a directory")
+        folders = model_folders_only(comfyui_folder_paths(root_path))
+        self._source = ("root", root_path)
+        self._index = self._scan(folders, models_root=root_path / "models")
+        return self
+
+    def build_from_folders(self, folders: Mapping[str, Sequence[PathLike]]) -> "ModelInventory":
+        """Index the given ``folder key -> [dirs]`` table (ComfyUI's ``folder_paths`` view).
+
+        The first directory of a key is its default download target.  Legacy keys are
+        mapped (``unet`` -> ``diffusion_models``) and merged after the canonical key's dirs.
+        """
+        if not isinstance(folders, Mapping):
+            raise ValidationError("folders must map folder keys to lists of directories")
+        merged: Dict[str, List[PathLike]] = {}
+        for key in sorted(folders, key=lambda k: canonical_folder(k) != k):  # canonical first
+            if not isinstance(key, str) or not key:
+                raise ValidationError(f"folder key must be a non-empty string, got {key!r}")
+            paths = folders[key]
+            merged.setdefault(canonical_folder(key), []).extend(
+                [paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
+        table = model_folders_only(merged)
+        self._source = ("folders", table)
+        self._index = self._scan(table, models_root=_guess_models_root(table))
+        return self
+
+    def refresh(self) -> "ModelInventory":
+        """Re-read the same folders from disk (build from config if never built)."""
+        if self._source is None:
+            return self.build()
+        kind, value = self._source
+        if kind == "root":
+            return self.build(value)  # type: ignore[arg-type]
+        self._index = self._scan(value, models_root=self._index.models_root)  # type: ignore[arg-type]
+        return self
+
+    def _scan(self, folders: Dict[str, List[Path]], models_root: Optional[Path]) -> _Index:
+        started = time.perf_counter()
+        idx = _Index(folders={k: list(v) for k, v in folders.items()}, models_root=models_root)
+        fold = self._fold
+        walked: Dict[str, List[str]] = {}  # the same dir under two keys is walked once
+        for folder, roots in folders.items():
+            rel_map: Dict[str, _Entry] = {}
+            for root in roots:
+                root_s = os.fspath(root)
+                rels = walked.get(root_s)
+                if rels is None:
+                    rels = walked[root_s] = self._walk(root_s)
+                prefix = root_s.rstrip(os.sep) + os.sep
+                for rel in rels:
+                    entry = _Entry(folder, rel, root_s, prefix + (rel if os.sep == "/" else rel.replace("/", os.sep)), None)
+                    idx.entries.append(entry)
+                    key = fold(rel)
+                    if key not in rel_map:  # the first root wins, as in ComfyUI
+                        rel_map[key] = entry
+                    idx.by_name.setdefault(rel.rpartition("/")[2].casefold(), []).append(entry)
+                    idx.by_path.setdefault(entry.path, entry)
+            idx.by_rel[folder] = rel_map
+        idx.built_at = time.time()
+        log.info("inventory: %d model files in %d folder keys (%.0f ms)", len(idx.entries),
+                 sum(1 for v in idx.by_rel.values() if v), (time.perf_counter() - started) * 1000)
+        return idx
+
+    def _walk(self, root: str) -> List[str]:
+        """Relative '/' paths of the model files under ``root`` (symlinks followed, loops cut)."""
+        exts = self._extensions
+        out: List[str] = []
+        try:
+            seen_real: Set[str] = {os.path.realpath(root)}
+        except OSError:
+            return out
+        stack: List[Tuple[str, str]] = [(root, "")]
+        while stack:
+            path, rel_prefix = stack.pop()
+            try:
+                it = os.scandir(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:  # permission denied, not a dir ...: skip it, as ComfyUI does
+                log.warning("cannot list %s: %s", path, exc.strerror or exc)
+                continue
+            with it:
+                for e in it:
+                    name = e.name
+                    try:
+                        if e.is_dir():
+                            if name in _SKIP_DIRS:
+                                continue
+                            if e.is_symlink():
+                                real = os.path.realpath(e.path)
+                                if real in seen_real:  # a link back up the tree: no loops
+                                    continue
+                                seen_real.add(real)
+                            stack.append((e.path, rel_prefix + name + "/"))
+                            continue
+                    except OSError:
+                        continue
+                    dot = name.rfind(".")
+                    if dot <= 0 or name[dot:].lower() not in exts or name.startswith("._"):
+                        continue
+                    try:
+                        if not e.is_file():  # broken link, socket ...
+                            continue
+                    except OSError:
+                        continue
+                    out.append(rel_prefix + name)
+        return out
+
+    # -- basic queries -------------------------------------------------------------------
+    @property
+    def folders(self) -> Dict[str, List[Path]]:
+        """Folder key -> directories searched, first one the default download target."""
+        return {k: list(v) for k, v in self._index.folders.items()}
+
+    @property
+    def built(self) -> bool:
+        return self._source is not None
+
+    def __len__(self) -> int:
+        return len(self._index.entries)
+
+    def __iter__(self) -> Iterator[ModelInfo]:
+        for entry in self._index.entries:
+            info = self._info(entry)
+            if info is not None:
+                yield info
+
+    def has_model(self, filename: str, folder: Optional[str] = None) -> bool:
+        """True if ``filename`` (a rel path or a bare name) is on disk (in ``folder`` if given)."""
+        return self._find(filename, folder) is not None
+
+    def get_model_info(self, filename: str, folder: Optional[str] = None) -> Optional[ModelInfo]:
+        """The file for ``filename``: the exact relative path first, then (bare names only) a
+        file of that name in any sub-folder.  ``folder`` restricts the search to one key."""
+        entry = self._find(filename, folder)
+        return self._info(entry) if entry is not None else None
+
+    def get_models_by_type(self, type_or_folder: str) -> List[ModelInfo]:
+        """Files of one folder key (``checkpoint`` or ``checkpoints`` both work), sorted."""
+        key = self._folder_key(type_or_folder)
+        if key is None:
+            return []
+        entries = [e for e in self._index.entries if e.folder == key]
+        roots = {os.fspath(r): i for i, r in enumerate(self._index.folders.get(key, []))}
+        entries.sort(key=lambda e: (roots.get(e.root, 0), e.rel))
+        return [info for info in map(self._info, entries) if info is not None]
+
+    def _find(self, filename: str, folder: Optional[str]) -> Optional[_Entry]:
+        rel = _clean_rel(filename)
+        if rel is None:
+            return None
+        if folder is not None:
+            key = self._folder_key(folder)
+            keys = [key] if key is not None else []
+        else:
+            keys = list(self._index.by_rel)
+        for key in keys:
+            entry = self._lookup_rel(key, rel)
+            if entry is not None:
+                return entry
+        if "/" not in rel:
+            wanted = set(keys)
+            for entry in self._candidates_by_name(rel, embedding=folder is not None and keys == ["embeddings"]):
+                if entry.folder in wanted:
+                    return entry
+        return None
+
+    def _lookup_rel(self, folder: str, rel: str) -> Optional[_Entry]:
+        """The entry ComfyUI would load for ``folder``/``rel`` (embedding stem rule included)."""
+        rel_map = self._index.by_rel.get(folder)
+        if not rel_map:
+            return None
+        entry = rel_map.get(self._fold(rel))
+        if entry is None and folder == "embeddings" and not self._has_model_ext(rel):
+            for ext in EMBEDDING_EXTENSIONS:
+                entry = rel_map.get(self._fold(rel + ext))
+                if entry is not None:
+                    break
+        return entry
+
+    def _candidates_by_name(self, rel: str, embedding: bool = False) -> List[_Entry]:
+        base = rel.rpartition("/")[2]
+        names = [base]
+        if embedding and not self._has_model_ext(base):
+            names += [base + ext for ext in EMBEDDING_EXTENSIONS]
+        out: List[_Entry] = []
+        for name in names:
+            found = self._index.by_name.get(name.casefold(), [])
+            # exact case before other spellings
+            out.extend(sorted(found, key=lambda e: e.rel.rpartition("/")[2] != name))
+        return out
+
+    # -- checking references -------------------------------------------------------------
+    def check(self, reference: ModelReference) -> ModelReference:
+        """Fill ``status``, ``found_path`` and ``local_path`` of ``reference``; return it.
+
+        An unsafe file name (``..``, absolute path ...) can never be present: ``missing``.
+        """
+        reference.status, reference.found_path, reference.local_path = MISSING, None, None
+        rel = _clean_rel(reference.filename)
+        if rel is None:
+            log.warning("reference %r is not a safe relative path; treated as missing", reference.filename)
+            return reference
+        key = self._folder_key(reference.expected_directory) if reference.expected_directory else None
+        keys = [key] if key is not None else ([] if reference.expected_directory else list(self._index.by_rel))
+        for k in keys:
+            entry = self._lookup_rel(k, rel)
+            if entry is not None:
+                reference.status, reference.local_path = PRESENT, entry.path
+                return reference
+            local_dir = self._directory_model(k, rel)
+            if local_dir is not None:
+                reference.status, reference.local_path = PRESENT, local_dir
+                return reference
+        best = self._elsewhere(reference, rel, key)
+        if best is not None:
+            reference.status = ELSEWHERE
+            reference.found_path = f"{best.folder}/{best.rel}"
+            reference.local_path = best.path
+        return reference
+
+    def check_all(self, references: Iterable[ModelReference]) -> List[ModelReference]:
+        """``check`` each reference; returns them as a list."""
+        return [self.check(ref) for ref in references]
+
+    def _elsewhere(self, ref: ModelReference, rel: str, key: Optional[str]) -> Optional[_Entry]:
+        """Best file to relink for ``ref``: same sha256 first, then same name; None if none."""
+        want_sha = _reference_sha256(ref)
+        ranked: List[Tuple[tuple, _Entry]] = []
+        seen: Set[str] = set()
+        if want_sha:
+            for info in self.find_by_sha256(want_sha):
+                entry = self._index.by_path.get(info.path)
+                if entry is not None and entry.path not in seen:
+                    seen.add(entry.path)
+                    ranked.append(((0, entry.folder != key, entry.rel), entry))
+        by_name = [e for e in self._candidates_by_name(rel, embedding=key == "embeddings") if e.path not in seen]
+        known = self._known_hashes(e.path for e in by_name) if want_sha and by_name else {}
+        for order, entry in enumerate(by_name):
+            sha = known.get(entry.path)
+            if sha and not sha.startswith(want_sha or ""):
+                continue  # same name, known different content: not the file the workflow wants
+            ranked.append(((1, entry.folder != key, order), entry))
+        if not ranked:
+            return None
+        ranked.sort(key=lambda pair: pair[0])
+        return ranked[0][1]
+
+    def _directory_model(self, folder: str, rel: str) -> Optional[str]:
+        """Models that are folders (diffusers, LLM repos) are referenced by directory name."""
+        if self._has_model_ext(rel):
+            return None
+        for root in self._index.folders.get(folder, []):
+            candidate = root.joinpath(*rel.split("/"))
+            if candidate.is_dir():
+                return str(candidate)
+        return None
+
+    # -- targets -------------------------------------------------------------------------
+    def target_path(self, folder: str, filename: str, root_index: int = 0) -> Path:
+        """Where a download of ``folder``/``filename`` goes (sub-folder kept, path checked).
+
+        The folder key's directory number ``root_index`` (0: its default); a key without any
+        directory gets ``<models root>/<folder>``.  Raises ``UnsafePathError`` for hostile
+        names, ``ValidationError`` for a bad index.
+        """
+        key = self._folder_key(folder)
+        if key is None:
+            key = validate_relative_path(str(folder), allow_subdirs=False)
+        roots = self._index.folders.get(key) or []
+        if roots:
+            if not isinstance(root_index, int) or not -len(roots) <= root_index < len(roots):
+                raise ValidationError(f"root_index {root_index!r} out of range: {key!r} has {len(roots)} folders")
+            base = roots[root_index]
+        else:
+            if root_index not in (0, -1):
+                raise ValidationError(f"root_index {root_index!r} out of range: {key!r} has no folder yet")
+            models_root = self._index.models_root
+            if models_root is None:
+                raise ConfigurationError("comfyui_root", f"no models folder known to put {key!r} files in")
+            base = models_root / key
+        return safe_join(base, filename)
+
+    # -- hashes --------------------------------------------------------------------------
+    @property
+    def hash_cache(self) -> HashCache:
+        """The sha256 cache (``<cache_dir>/hashes.sqlite3``; in memory if caching is off)."""
+        if self._hash_cache is None:
+            with self._lock:
+                if self._hash_cache is None:
+                    db = self.config.cache_dir / HASH_DB_NAME if self.config.cache_enabled else ":memory:"
+                    self._hash_cache = HashCache(db)
+        return self._hash_cache
+
+    @property
+    def hashes_computed(self) -> int:
+        """How many files were actually read to hash them (cache misses)."""
+        return self._hash_cache.computed if self._hash_cache is not None else 0
+
+    def sha256(self, path_or_info: Union[PathLike, ModelInfo], progress=None) -> str:
+        """Lower-case sha256 of a file, from the cache when size and mtime are unchanged."""
+        if isinstance(path_or_info, ModelInfo):
+            path = path_or_info.path
+        elif isinstance(path_or_info, (str, os.PathLike)):
+            path = os.fspath(path_or_info)
+        else:
+            raise ValidationError(f"expected a path or ModelInfo, got {type(path_or_info).__name__}")
+        digest = self.hash_cache.sha256(path, progress=progress)
+        if isinstance(path_or_info, ModelInfo):
+            path_or_info.sha256 = digest
+        entry = self._index.by_path.get(os.path.abspath(path))
+        if entry is not None and entry.info is not None:
+            entry.info.sha256 = digest
+        return digest
+
+    def find_by_sha256(self, sha256: str) -> List[ModelInfo]:
+        """Indexed files whose sha256 (or a prefix of >= 8 digits, e.g. AutoV2) is known to
+        match, among files hashed before (nothing is hashed here).  Changed files are skipped."""
+        value = normalize_sha256(sha256, allow_prefix=True)
+        out: List[ModelInfo] = []
+        for key in self.hash_cache.lookup_sha256(value):
+            entry = self._index.by_path.get(key.path)
+            if entry is None:
+                continue
+            try:
+                if FileKey.of(entry.path) != key:
+                    continue
+            except OSError:
+                continue
+            info = self._info(entry)
+            if info is not None:
+                out.append(info)
+        return out
+
+    def _known_hashes(self, paths: Iterable[str]) -> Dict[str, str]:
+        """path -> sha256 for those files whose cache entry is still valid (no hashing)."""
+        known = self.hash_cache.known(paths)
+        out: Dict[str, str] = {}
+        for path, (size, mtime_ns, sha) in known.items():
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if st.st_size == size and st.st_mtime_ns == mtime_ns:
+                out[path] = sha
+        return out
+
+    # -- export --------------------------------------------------------------------------
+    def export_json(self, path: PathLike) -> Path:
+        """Write the inventory (folders and files, known sha256 included) atomically as JSON."""
+        # read hashes from an existing cache only: exporting must not create a database
+        has_db = self._hash_cache is not None or (
+            self.config.cache_enabled and (self.config.cache_dir / HASH_DB_NAME).is_file())
+        known = self._known_hashes(self._index.by_path) if has_db else {}
+        models = []
+        for folder in sorted(self._index.by_rel):
+            for info in self.get_models_by_type(folder):
+                if info.sha256 is None and info.path in known:
+                    info.sha256 = known[info.path]
+                models.append(info.to_dict())
+        source = self._source[1] if self._source and self._source[0] == "root" else None
+        data = {
+            "comfyui_root": str(source) if source else None,
+            "built_at": self._index.built_at,
+            "folders": {k: [str(p) for p in v] for k, v in self._index.folders.items()},
+            "count": len(models),
+            "models": models,
+        }
+        return save_json_file(data, path)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _fold(self, rel: str) -> str:
+        return rel if self.case_sensitive else rel.casefold()
+
+    def _has_model_ext(self, name: str) -> bool:
+        dot = name.rfind(".")
+        return dot > 0 and name[dot:].lower() in self._extensions
+
+    def _folder_key(self, type_or_folder: Optional[str]) -> Optional[str]:
+        """Folder key for a key, legacy name or type name; keys only found on disk kept as is."""
+        if not type_or_folder:
+            return None
+        name = str(type_or_folder).strip()
+        if name in self._index.folders:
+            return name
+        key = folder_for(name)
+        if key is not None:
+            return key
+        canonical = canonical_folder(name)
+        return canonical if canonical in self._index.folders else None
+
+    def _info(self, entry: _Entry) -> Optional[ModelInfo]:
+        if entry.info is None:
+            try:
+                st = os.stat(entry.path)
+            except OSError:
+                return None  # removed since the build
+            entry.info = ModelInfo(
+                filename=entry.rel, folder=entry.folder, path=entry.path, size=st.st_size,
+                mtime=st.st_mtime, model_type=type_for(entry.folder), root=entry.root)
+        return entry.info
+
+
+def _clean_rel(filename: str) -> Optional[str]:
+    """A reference's file name as a safe '/' relative path, or None if it is hostile."""
+    try:
+        return validate_relative_path(filename)
+    except UnsafePathError:
+        return None
+
+
+def _reference_sha256(ref: ModelReference) -> Optional[str]:
+    """The reference's sha256 (or AutoV2 prefix) when it carries one."""
+    if not ref.hash:
+        return None
+    kind = (ref.hash_type or "").lower().replace("-", "")
+    if kind not in ("", "sha256", "autov2"):
+        return None
+    try:
+        return normalize_sha256(ref.hash, allow_prefix=kind == "autov2" or len(ref.hash.strip()) == 10)
+    except ValidationError:
+        return None
+
+
+def _guess_models_root(folders: Mapping[str, Sequence[Path]]) -> Optional[Path]:
+    """The ``models`` dir of a ComfyUI folder table: parent of a key's ``models/<key>`` dir."""
+    for key, paths in folders.items():
+        for p in paths:
+            if Path(p).name == key:
+                return Path(p).parent
+    return None
+
+
+__all__ = ["ModelInventory", "EMBEDDING_EXTENSIONS"]
