@@ -224,3 +224,14 @@ class JobInterruptedError(DownloadError):
 
 
 __all__ += ["JobNotFoundError", "JobConflictError", "JobInterruptedError"]
+
+
+class RequestTooLargeError(ValidationError):
+    """A request body is larger than the server accepts (HTTP 413)."""
+
+
+class LowConfidenceError(APISearchError):
+    """Candidates exist but none is sure enough to download without asking the user."""
+
+
+__all__ += ["RequestTooLargeError", "LowConfidenceError"]
