@@ -1,0 +1,501 @@
+// State and actions of the "Fix missing models" panel: scan/resolve the loaded graph, start and
+// follow downloads (websocket events, with polling as a safety net), relink, embed sources.
+// Talks to the server only through api.js and to the graph only through graph.js; panel.js
+// renders `controller.state` and calls the action methods.
+import * as api from "./api.js";
+import { embedSources, relinkReference, relinkTarget, serializeWorkflow } from "./graph.js";
+import { basename, explainError } from "./format.js";
+import { safeHref } from "./dom.js";
+
+export const ACTIVE_ITEM_STATES = new Set(["queued", "connecting", "downloading", "verifying"]);
+export const TERMINAL_JOB_STATES = new Set(["done", "failed", "cancelled"]);
+const POLL_MS = 1500;
+const MAX_JOBS_SHOWN = 20;
+
+function refKey(ref) {
+  return ref.key ?? `${ref.directory}/${ref.filename}`;
+}
+
+function itemKey(item) {
+  return item.key ?? `${item.directory}/${item.filename}`;
+}
+
+function jobTime(job) {
+  const t = typeof job?.created === "number" ? job.created * 1000 : Date.parse(job?.created ?? "");
+  return Number.isFinite(t) ? t : 0;
+}
+
+export class FixerController {
+  /**
+   * @param app     ComfyUI's app
+   * @param notify  (severity: "success"|"info"|"warn"|"error", summary, detail) => void
+   */
+  constructor(app, notify) {
+    this.app = app;
+    this.notify = notify;
+    this.state = {
+      phase: "idle", // idle | scanning | resolving | ready | error
+      error: null, // {type, message, helpUrl}
+      references: [],
+      summary: null,
+      warnings: [],
+      resolutions: {}, // key -> {candidates, chosen, errors}
+      resolveError: null,
+      picks: {}, // key -> {index} (-1: skip) | {url}
+      items: {}, // key -> {jobId, item}: the newest download of that file
+      jobs: [], // newest first
+      settings: null,
+      busy: {}, // key -> true while a row request is in flight
+      downloadAllBusy: false,
+      embedAfterFix: true,
+    };
+    this.listeners = new Set();
+    this.watched = new Set(); // jobs started/retried here: when they end, refresh + rescan + toast
+    this.sources = {}; // key -> {url, sha256} chosen for a download started here (for Embed)
+    this.checkSeq = 0;
+    this.pollTimer = null;
+    this.unsubscribe = [];
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  /** Listen to server events; call once. */
+  start() {
+    this.unsubscribe.push(api.onJob((job) => this.applyJob(job)));
+    this.unsubscribe.push(api.onProgress((p) => this.applyProgress(p)));
+    this.unsubscribe.push(api.onReconnected(() => this.refreshJobs()));
+  }
+
+  stop() {
+    for (const off of this.unsubscribe.splice(0)) off();
+    clearInterval(this.pollTimer);
+    this.pollTimer = null;
+  }
+
+  /** fn(change) with change = {kind: "all"} or {kind: "row", key}; returns unsubscribe. */
+  subscribe(fn) {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  emit(change = { kind: "all" }) {
+    for (const fn of this.listeners) {
+      try {
+        fn(change, this.state);
+      } catch (e) {
+        console.error("[ComfyFixer] render failed", e);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- derived data
+
+  refByKey(key) {
+    return this.state.references.find((r) => refKey(r) === key) ?? null;
+  }
+
+  /** Missing, non-optional references: the number on the badge. */
+  missingCount() {
+    return this.state.references.filter((r) => r.status === "missing" && !r.optional).length;
+  }
+
+  /** What a download of `key` would fetch: {url, sha256?, size?, candidate?} or null. */
+  choiceFor(key) {
+    const pick = this.state.picks[key];
+    if (pick?.url) return { url: pick.url, explicit: true };
+    const res = this.state.resolutions[key];
+    const index = pick && Number.isInteger(pick.index) ? pick.index : res?.chosen;
+    if (!res || index === null || index === undefined || index < 0) return null;
+    const cand = res.candidates?.[index];
+    if (!cand?.download_url) return null;
+    return {
+      url: cand.download_url,
+      sha256: cand.hash_sha256 || undefined,
+      size: Number.isFinite(cand.size_bytes) ? cand.size_bytes : undefined,
+      candidate: cand,
+      explicit: Boolean(pick),
+    };
+  }
+
+  isActive(key) {
+    const entry = this.state.items[key];
+    return Boolean(entry && ACTIVE_ITEM_STATES.has(entry.item.state));
+  }
+
+  /** Keys that Download all would fetch: missing, not running, a confident or user-made choice. */
+  downloadAllKeys() {
+    return this.state.references
+      .filter((r) => r.status === "missing")
+      .map(refKey)
+      .filter((key) => !this.isActive(key))
+      .filter((key) => {
+        const choice = this.choiceFor(key);
+        // Optional (muted/bypassed) nodes are fetched only when the user chose explicitly.
+        return choice && (!this.refByKey(key).optional || choice.explicit);
+      });
+  }
+
+  relinkableKeys() {
+    return this.state.references
+      .filter((r) => r.status === "elsewhere" && relinkTarget(r).value)
+      .map(refKey);
+  }
+
+  // ---------------------------------------------------------------- scan / resolve
+
+  /**
+   * Scan the loaded graph, then search the hubs for missing files.
+   * `resolve`: "auto" (only keys not resolved yet), "force" (all missing), "never".
+   */
+  async check({ resolve = "auto" } = {}) {
+    const seq = ++this.checkSeq;
+    const s = this.state;
+    let workflow;
+    try {
+      workflow = serializeWorkflow(this.app);
+    } catch (e) {
+      s.phase = "error";
+      s.error = { type: "Error", message: e.message };
+      this.emit();
+      return;
+    }
+    s.phase = "scanning";
+    s.error = null;
+    this.emit();
+    this.refreshJobs(); // in parallel: rows show running/finished downloads
+    if (!s.settings) this.loadSettings();
+    let scan;
+    try {
+      scan = await api.scan(workflow);
+    } catch (e) {
+      if (seq !== this.checkSeq) return;
+      s.phase = "error";
+      s.error = { type: e.type, message: e.message, helpUrl: e.helpUrl };
+      this.emit();
+      return;
+    }
+    if (seq !== this.checkSeq) return;
+    this.applyScan(scan);
+    const missing = s.references.filter((r) => r.status === "missing").map(refKey);
+    const unresolved = resolve === "force" ? missing : missing.filter((k) => !s.resolutions[k]);
+    if (resolve === "never" || unresolved.length === 0) {
+      s.phase = "ready";
+      this.emit();
+      return;
+    }
+    s.phase = "resolving";
+    s.resolveError = null;
+    this.emit();
+    try {
+      const res = await api.resolve(workflow);
+      if (seq !== this.checkSeq) return;
+      this.applyScan(res);
+      for (const r of res.resolutions ?? []) {
+        s.resolutions[r.key] = {
+          candidates: Array.isArray(r.candidates) ? r.candidates : [],
+          chosen: Number.isInteger(r.chosen) ? r.chosen : null,
+          errors: Array.isArray(r.errors) ? r.errors : [],
+        };
+      }
+    } catch (e) {
+      if (seq !== this.checkSeq) return;
+      s.resolveError = { type: e.type, message: e.message, helpUrl: e.helpUrl };
+    }
+    s.phase = "ready";
+    this.emit();
+  }
+
+  /** Scan only (no hub search): used by the automatic check when a workflow loads. */
+  async quickScan() {
+    return this.check({ resolve: "never" });
+  }
+
+  applyScan(scan) {
+    const s = this.state;
+    s.references = Array.isArray(scan?.references) ? scan.references : [];
+    s.summary = scan?.summary ?? null;
+    s.warnings = Array.isArray(scan?.warnings) ? scan.warnings : [];
+  }
+
+  // ---------------------------------------------------------------- jobs
+
+  async refreshJobs() {
+    try {
+      const data = await api.listJobs();
+      for (const job of (data?.jobs ?? []).slice().reverse()) this.applyJob(job, { quiet: true });
+      this.emit();
+    } catch (e) {
+      console.warn("[ComfyFixer] could not list jobs", e);
+    }
+  }
+
+  /** A Job dict from an event, a poll or a route answer. */
+  applyJob(job, { quiet = false } = {}) {
+    if (!job || typeof job.id !== "string") return;
+    const s = this.state;
+    const at = s.jobs.findIndex((j) => j.id === job.id);
+    if (at >= 0) s.jobs[at] = job;
+    else s.jobs.push(job);
+    s.jobs.sort((a, b) => jobTime(b) - jobTime(a));
+    if (s.jobs.length > MAX_JOBS_SHOWN) s.jobs.length = MAX_JOBS_SHOWN;
+    for (const item of job.items ?? []) {
+      const key = itemKey(item);
+      const prev = s.items[key];
+      // The newest job wins a file; an older job's late event must not hide a newer retry.
+      if (!prev || prev.jobId === job.id || jobTime(job) >= jobTime(s.jobs.find((j) => j.id === prev.jobId))) {
+        s.items[key] = { jobId: job.id, item: { ...item } };
+      }
+    }
+    const terminal = TERMINAL_JOB_STATES.has(job.state);
+    if (terminal && this.watched.has(job.id)) {
+      this.watched.delete(job.id);
+      this.finish(job);
+    }
+    this.ensurePolling();
+    if (!quiet) this.emit();
+  }
+
+  /** A throttled progress event: update one row in place. */
+  applyProgress(p) {
+    if (!p || typeof p.key !== "string") return;
+    const entry = this.state.items[p.key];
+    if (!entry || entry.jobId !== p.job_id) {
+      // First news of a job this page has not seen: fetch it (its items map keys to rows).
+      if (!this.state.jobs.some((j) => j.id === p.job_id)) this.pollJob(p.job_id);
+      return;
+    }
+    for (const field of ["downloaded", "total", "speed", "eta", "state"]) {
+      if (p[field] !== undefined) entry.item[field] = p[field];
+    }
+    this.emit({ kind: "row", key: p.key });
+  }
+
+  async pollJob(jobId) {
+    try {
+      this.applyJob(await api.getJob(jobId));
+    } catch (e) {
+      if (e.status === 404) this.watched.delete(jobId);
+      else console.warn("[ComfyFixer] poll failed", e);
+    }
+  }
+
+  /** Poll active jobs while any runs: websocket events can be lost (reconnects, proxies). */
+  ensurePolling() {
+    const active = this.state.jobs.filter((j) => !TERMINAL_JOB_STATES.has(j.state)).map((j) => j.id);
+    const ids = new Set([...active, ...this.watched]);
+    if (ids.size && !this.pollTimer) {
+      this.pollTimer = setInterval(() => {
+        const now = new Set([
+          ...this.state.jobs.filter((j) => !TERMINAL_JOB_STATES.has(j.state)).map((j) => j.id),
+          ...this.watched,
+        ]);
+        if (!now.size) {
+          clearInterval(this.pollTimer);
+          this.pollTimer = null;
+          return;
+        }
+        for (const id of now) this.pollJob(id);
+      }, POLL_MS);
+    }
+  }
+
+  /** A job started here ended: refresh the node combos, embed sources, rescan, say so. */
+  async finish(job) {
+    const items = job.items ?? [];
+    const done = items.filter((i) => i.state === "done");
+    const failed = items.filter((i) => i.state === "failed");
+    if (done.length) {
+      try {
+        await this.app.refreshComboInNodes?.();
+      } catch (e) {
+        console.warn("[ComfyFixer] refreshComboInNodes failed", e);
+      }
+    }
+    await this.check({ resolve: "never" }); // rows turn present
+    let embedded = null;
+    if (done.length && this.state.embedAfterFix) embedded = this.embedFor(done.map(itemKey), { quiet: true });
+    const names = done.map((i) => basename(i.filename)).join(", ");
+    const detail = [
+      done.length ? `${done.length} downloaded and verified: ${names}.` : "",
+      failed.length ? `${failed.length} failed: ${failed.map((i) => basename(i.filename)).join(", ")}.` : "",
+      embedded?.entries ? `Sources embedded in ${embedded.nodes} node(s); save the workflow to keep them.` : "",
+    ].filter(Boolean).join(" ");
+    if (done.length && !failed.length) this.notify("success", "Missing models fixed", detail);
+    else if (done.length) this.notify("warn", "Some models could not be fixed", detail);
+    else if (failed.length) this.notify("error", "Download failed", detail);
+    else this.notify("info", "Download cancelled", "Nothing was downloaded.");
+  }
+
+  // ---------------------------------------------------------------- user actions
+
+  pick(key, index) {
+    this.state.picks[key] = { index };
+    this.emit({ kind: "row", key });
+    this.emit({ kind: "toolbar" });
+  }
+
+  pasteUrl(key, url) {
+    const text = String(url ?? "").trim();
+    if (!text) delete this.state.picks[key];
+    else this.state.picks[key] = { url: text };
+    this.emit({ kind: "toolbar" });
+  }
+
+  /** Download the given keys (default: what Download all would take) in one job. */
+  async download(keys = null) {
+    const s = this.state;
+    const wanted = keys ?? this.downloadAllKeys();
+    const items = [];
+    const bad = [];
+    for (const key of wanted) {
+      const ref = this.refByKey(key);
+      const choice = this.choiceFor(key);
+      if (!ref || !choice) continue;
+      if (!safeHref(choice.url)) {
+        bad.push(ref.filename);
+        continue;
+      }
+      const item = { filename: ref.filename, directory: ref.directory, url: choice.url };
+      if (choice.sha256) item.sha256 = choice.sha256;
+      if (choice.size) item.size = choice.size;
+      items.push({ key, item, choice });
+    }
+    if (bad.length) this.notify("warn", "Not a download URL", `Paste an http(s) link for: ${bad.join(", ")}`);
+    if (!items.length) {
+      if (!bad.length) this.notify("info", "Nothing to download", "No missing file has a confident candidate: pick one or paste a URL.");
+      return null;
+    }
+    s.downloadAllBusy = true;
+    for (const { key } of items) s.busy[key] = true;
+    this.emit();
+    try {
+      const { job_id: jobId } = await api.download(items.map((x) => x.item));
+      for (const { key, choice } of items) {
+        this.sources[key] = { url: choice.candidate?.download_url ?? choice.url, sha256: choice.sha256 };
+      }
+      this.watched.add(jobId);
+      await this.pollJob(jobId);
+      return jobId;
+    } catch (e) {
+      this.notifyError("Download refused", e);
+      return null;
+    } finally {
+      s.downloadAllBusy = false;
+      for (const { key } of items) delete s.busy[key];
+      this.ensurePolling();
+      this.emit();
+    }
+  }
+
+  async rowRequest(key, fn) {
+    const entry = this.state.items[key];
+    if (!entry) return;
+    this.state.busy[key] = true;
+    this.emit({ kind: "row", key });
+    try {
+      const out = await fn(entry.jobId, entry.item.id);
+      if (out && Array.isArray(out.items)) this.applyJob(out);
+      else await this.pollJob(entry.jobId);
+    } catch (e) {
+      this.notifyError(`Could not update ${basename(entry.item.filename)}`, e);
+    } finally {
+      delete this.state.busy[key];
+      this.emit({ kind: "row", key });
+    }
+  }
+
+  cancel(key) {
+    return this.rowRequest(key, (jobId, itemId) => api.cancelItem(jobId, itemId));
+  }
+
+  retry(key) {
+    const entry = this.state.items[key];
+    if (entry) this.watched.add(entry.jobId);
+    return this.rowRequest(key, (jobId, itemId) => api.retryItem(jobId, itemId));
+  }
+
+  async cancelJob(jobId) {
+    try {
+      this.applyJob(await api.cancelJob(jobId));
+    } catch (e) {
+      this.notifyError("Could not cancel the job", e);
+    }
+  }
+
+  /** Point the node(s) at the file found in another sub-folder, then rescan. */
+  async relink(keys) {
+    let changed = 0;
+    const problems = [];
+    for (const key of keys) {
+      const ref = this.refByKey(key);
+      if (!ref) continue;
+      try {
+        changed += relinkReference(this.app, ref);
+      } catch (e) {
+        problems.push(e.message);
+      }
+    }
+    if (changed) this.notify("success", "Relinked", `${changed} widget(s) now point at the files on disk.`);
+    if (problems.length) this.notify("warn", "Some files could not be relinked", problems.join("\n"));
+    await this.check({ resolve: "never" });
+  }
+
+  /** Embed what we know (downloads started here, else the chosen candidate) for `keys`. */
+  embedFor(keys, { quiet = false } = {}) {
+    const sources = [];
+    for (const key of keys) {
+      const ref = this.refByKey(key);
+      if (!ref) continue;
+      const item = this.state.items[key]?.item;
+      const known = this.sources[key];
+      const choice = this.choiceFor(key);
+      const url = known?.url ?? choice?.candidate?.download_url ?? choice?.url ?? ref.url;
+      const sha256 = (item?.state === "done" && item.sha256) || known?.sha256 || choice?.sha256 || ref.hash;
+      if (url) sources.push({ ref, url, sha256 });
+    }
+    const out = embedSources(this.app, sources);
+    if (!quiet) {
+      if (out.entries) {
+        this.notify("success", "Sources embedded",
+          `${out.entries} model source(s) written into ${out.nodes} node(s) (properties.models). Save the workflow to keep them.`);
+      } else {
+        this.notify("info", "Nothing to embed", "No resolved source with a shareable URL yet.");
+      }
+    }
+    return out;
+  }
+
+  /** Embed sources for every reference we resolved or downloaded. */
+  embedAll() {
+    return this.embedFor(this.state.references.map(refKey));
+  }
+
+  async loadSettings() {
+    try {
+      this.state.settings = await api.getSettings();
+      this.emit({ kind: "settings" });
+    } catch (e) {
+      console.warn("[ComfyFixer] could not read settings", e);
+    }
+  }
+
+  /** values: {civitai_token?, hf_token?, min_confidence?}; null clears a token. */
+  async saveSettings(values) {
+    try {
+      this.state.settings = await api.saveSettings(values);
+      this.notify("success", "Settings saved", "Tokens are stored on the ComfyUI server only.");
+    } catch (e) {
+      this.notifyError("Settings not saved", e);
+    }
+    this.emit({ kind: "settings" });
+  }
+
+  setEmbedAfterFix(on) {
+    this.state.embedAfterFix = Boolean(on);
+  }
+
+  notifyError(summary, e) {
+    const ex = explainError({ type: e?.type, message: e?.message });
+    this.notify("error", summary, [ex?.hint, ex?.message].filter(Boolean).join(" "));
+  }
+}
