@@ -1,0 +1,86 @@
+"""Mount the routes on ComfyUI's PromptServer (called by the repo's root ``__init__.py``)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Optional
+
+from ..logs import get_logger
+from ..settings import Config
+
+log = get_logger(__name__)
+
+#: the attribute of PromptServer.instance that remembers our routes (one registration only)
+_ATTR = "_comfyfixersmart_routes"
+
+
+def prompt_server_instance(server_module: Optional[ModuleType] = None) -> Any:
+    """``PromptServer.instance`` when running inside ComfyUI, else None.
+
+    ComfyUI's ``main.py`` imports ``server`` and creates the instance before it loads custom
+    nodes, so we look in ``sys.modules`` instead of importing: outside ComfyUI an unrelated
+    module called ``server`` must not be imported (and run) by us.
+    """
+    module = server_module if server_module is not None else sys.modules.get("server")
+    server_class = getattr(module, "PromptServer", None)
+    return getattr(server_class, "instance", None)
+
+
+def comfyui_config(folder_paths: ModuleType, base: Optional[Config] = None) -> Config:
+    """The settings inside ComfyUI: ComfyUI's root, and state kept beside its user data.
+
+    Unless ``state_dir`` was configured, state (job history, tokens set in the panel) goes to
+    ComfyUI's system user folder ``user/__comfyfixersmart``, which ComfyUI never serves over
+    HTTP; ComfyUI releases without system folders keep our per-user default.
+    """
+    config = base if base is not None else Config.load()
+    changes = {}
+    base_path = getattr(folder_paths, "base_path", None)
+    if config.comfyui_root is None and base_path:
+        changes["comfyui_root"] = Path(base_path)
+    get_system_dir = getattr(folder_paths, "get_system_user_directory", None)
+    default_state_dir = Config.__dataclass_fields__["state_dir"].default_factory()  # type: ignore[misc]
+    if callable(get_system_dir) and Path(config.state_dir) == default_state_dir \
+            and not os.environ.get("COMFYFIXER_STATE_DIR"):
+        try:
+            changes["state_dir"] = Path(get_system_dir("comfyfixersmart"))
+        except Exception as exc:  # an odd ComfyUI build: keep the default
+            log.warning("ComfyUI system user folder unavailable (%s); using %s", exc, config.state_dir)
+    return config.replace(**changes) if changes else config
+
+
+def register(server_module: Optional[ModuleType] = None, folder_paths: Optional[ModuleType] = None,
+             *, config: Optional[Config] = None):
+    """Add the ``/comfyfixer/`` routes to ``PromptServer.instance.routes``.
+
+    Returns the ``FixerRoutes`` (the same one if called twice), or None outside ComfyUI.
+    """
+    instance = prompt_server_instance(server_module)
+    if instance is None:
+        return None
+    existing = getattr(instance, _ATTR, None)
+    if existing is not None:
+        return existing
+    if folder_paths is None:
+        folder_paths = sys.modules.get("folder_paths") or importlib.import_module("folder_paths")
+
+    from ..service.routes import FixerRoutes
+    from .emitter import PromptServerEmitter
+    from .paths import ComfyFolders
+
+    folders = ComfyFolders(folder_paths)
+    routes = FixerRoutes(
+        folders=folders,
+        emit=PromptServerEmitter(instance),
+        config=comfyui_config(folder_paths, config),
+        canonical=folders.canonical,
+        comfyui=True,
+    )
+    routes.add_routes(instance.routes)
+    setattr(instance, _ATTR, routes)
+    log.info("ComfyFixerSmart routes registered under /comfyfixer/")
+    return routes

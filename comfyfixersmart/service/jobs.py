@@ -1,0 +1,627 @@
+"""Background download jobs of the ComfyUI panel: queue, progress, cancel, retry, persistence.
+
+A job is a list of items (one file each).  Items run on a thread pool (the downloads are
+blocking ``requests`` code); the aiohttp loop only submits and reads.  Every state change
+is written to a ``JobStore`` (the StateManager's job queue in ComfyUI) and pushed as a
+``comfyfixer.job`` event; byte progress is pushed as ``comfyfixer.progress``, at most
+``1/progress_interval`` times a second per item, plus always the final state.
+
+Jobs found unfinished in the store at start-up (ComfyUI was restarted mid-download) are
+marked failed with a ``JobInterruptedError``; retrying an item resumes from its ``.part``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import queue
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple, Union
+
+from ..datamodel import DownloadResult, ProgressEvent
+from ..errors import ComfyFixerError, DownloadCancelledError, JobConflictError, JobNotFoundError
+from ..logs import get_logger
+from ..security import redact_text, redact_url
+from ..settings import Config
+from .validation import DownloadItemSpec
+
+log = get_logger(__name__)
+
+JOB_KINDS = ("download", "fix")
+JOB_STATES = ("queued", "resolving", "running", "done", "failed", "cancelled")
+ITEM_STATES = ("queued", "connecting", "downloading", "verifying", "done", "failed", "cancelled", "skipped")
+ITEM_ACTIVE = frozenset({"queued", "connecting", "downloading", "verifying"})
+ITEM_FINAL = frozenset({"done", "failed", "cancelled", "skipped"})
+JOB_FINAL = frozenset({"done", "failed", "cancelled"})
+
+EVENT_JOB = "comfyfixer.job"
+EVENT_PROGRESS = "comfyfixer.progress"
+
+Emit = Callable[[str, Dict[str, Any]], None]
+ConfigSource = Union[Config, Callable[[], Config]]
+
+
+def _error_dict(exc: BaseException) -> Dict[str, Any]:
+    """``{"type", "message", "help_url"?}`` of an exception, secrets removed."""
+    out: Dict[str, Any] = {"type": type(exc).__name__, "message": redact_text(str(exc)) or type(exc).__name__}
+    help_url = getattr(exc, "help_url", None)
+    if help_url:
+        out["help_url"] = help_url
+    return out
+
+
+# -- records ------------------------------------------------------------------------------------
+
+@dataclass
+class JobItem:
+    """One file of a job.  ``url`` is kept whole here; ``to_dict`` shows it redacted."""
+
+    id: str
+    key: str
+    filename: str
+    directory: str
+    url: str
+    save_path: str
+    sha256: Optional[str] = None
+    size: Optional[int] = None
+    state: str = "queued"
+    downloaded: int = 0
+    total: Optional[int] = None
+    speed: float = 0.0
+    eta: Optional[float] = None
+    error: Optional[Dict[str, Any]] = None
+    source: Optional[str] = None
+    source_id: Optional[str] = None
+    folder_index: int = 0
+
+    @classmethod
+    def from_spec(cls, item_id: str, spec: DownloadItemSpec) -> "JobItem":
+        return cls(id=item_id, key=spec.key, filename=spec.filename, directory=spec.directory, url=spec.url,
+                   save_path=spec.save_path, sha256=spec.sha256, size=spec.size, total=spec.size,
+                   source=spec.source, source_id=spec.source_id, folder_index=spec.folder_index)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The Item of the route contract."""
+        return {
+            "id": self.id, "key": self.key, "filename": self.filename, "directory": self.directory,
+            "url": redact_url(self.url) or "", "state": self.state, "downloaded": self.downloaded,
+            "total": self.total, "speed": self.speed, "eta": self.eta, "save_path": self.save_path,
+            "sha256": self.sha256, "error": self.error, "source": self.source, "source_id": self.source_id,
+        }
+
+    def to_record(self) -> Dict[str, Any]:
+        """Everything needed to retry the item after a restart."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_record(cls, data: Dict[str, Any]) -> "JobItem":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Job:
+    """A background job: ``kind`` download (items given) or fix (items found by resolving)."""
+
+    id: str
+    kind: str
+    state: str = "queued"
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    items: List[JobItem] = field(default_factory=list)
+    error: Optional[Dict[str, Any]] = None
+    cancel_requested: bool = False
+
+    def item(self, item_id: str) -> JobItem:
+        for it in self.items:
+            if it.id == item_id:
+                return it
+        raise JobNotFoundError(f"job {self.id} has no item {item_id!r}")
+
+    def summary(self) -> Dict[str, int]:
+        states = [it.state for it in self.items]
+        return {
+            "total": len(states),
+            "done": sum(s in ("done", "skipped") for s in states),
+            "failed": states.count("failed"),
+            "cancelled": states.count("cancelled"),
+        }
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The Job of the route contract (``created``/``updated`` are Unix seconds)."""
+        out: Dict[str, Any] = {
+            "id": self.id, "kind": self.kind, "state": self.state, "created": self.created,
+            "updated": self.updated, "items": [it.to_dict() for it in self.items], "summary": self.summary(),
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+    def to_record(self) -> Dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "state": self.state, "created": self.created,
+                "updated": self.updated, "error": self.error, "cancel_requested": self.cancel_requested,
+                "items": [it.to_record() for it in self.items]}
+
+    @classmethod
+    def from_record(cls, data: Dict[str, Any]) -> "Job":
+        return cls(id=str(data["id"]), kind=str(data.get("kind") or "download"), state=str(data.get("state") or "failed"),
+                   created=float(data.get("created") or 0.0), updated=float(data.get("updated") or 0.0),
+                   items=[JobItem.from_record(i) for i in data.get("items") or []],
+                   error=data.get("error"), cancel_requested=bool(data.get("cancel_requested")))
+
+
+@dataclass
+class PlanOutcome:
+    """What resolving a fix job produced: downloads to run, and references left unresolved
+    (``{"key", "filename", "directory", "error": {"type", "message"}}``)."""
+
+    items: List[DownloadItemSpec] = field(default_factory=list)
+    unresolved: List[Dict[str, Any]] = field(default_factory=list)
+
+
+# -- persistence --------------------------------------------------------------------------------
+
+class JobStore(Protocol):
+    """Where jobs outlive the process.  ``save`` is called on every state change."""
+
+    def save(self, record: Dict[str, Any]) -> None: ...
+
+    def load(self, limit: int) -> List[Dict[str, Any]]: ...
+
+
+class MemoryJobStore:
+    """A JobStore that forgets everything at exit (tests, or when no state dir is usable)."""
+
+    def __init__(self) -> None:
+        self._records: Dict[str, Dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def save(self, record: Dict[str, Any]) -> None:
+        import copy
+
+        with self._lock:
+            self._records[record["id"]] = copy.deepcopy(record)
+
+    def load(self, limit: int) -> List[Dict[str, Any]]:
+        import copy
+
+        with self._lock:
+            records = sorted(self._records.values(), key=lambda r: r.get("created") or 0, reverse=True)
+            return copy.deepcopy(records[:limit])
+
+
+# -- the manager --------------------------------------------------------------------------------
+
+class Downloader(Protocol):
+    def download_model(self, url: str, save_path: str, **kwargs: Any) -> DownloadResult: ...
+
+
+class JobManager:
+    """Runs jobs in threads; all public methods are thread-safe and return Job dicts."""
+
+    def __init__(
+        self,
+        config: ConfigSource,
+        *,
+        store: Optional[JobStore] = None,
+        emit: Optional[Emit] = None,
+        downloader_factory: Optional[Callable[[Config], Downloader]] = None,
+        progress_interval: float = 0.25,
+        max_workers: Optional[int] = None,
+        history_limit: int = 200,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._config_source = config
+        self._store: JobStore = store if store is not None else MemoryJobStore()
+        self._emit_fn = emit
+        self._downloader_factory = downloader_factory or _default_downloader
+        self._interval = progress_interval
+        self._history_limit = history_limit
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._jobs: Dict[str, Job] = {}
+        self._cancel: Dict[Tuple[str, str], threading.Event] = {}
+        self._last_progress: Dict[Tuple[str, str], float] = {}
+        workers = max_workers or self._config().download_concurrency
+        self._pool = WorkerPool(workers, "comfyfixer-download")
+        # resolving talks to the hubs and may be slow: keep it off the download threads
+        self._planner_pool = WorkerPool(2, "comfyfixer-resolve")
+        self._closed = False
+        self._recover()
+
+    # -- public API ---------------------------------------------------------------------------
+    def submit_download(self, specs: Sequence[DownloadItemSpec]) -> Dict[str, Any]:
+        """Queue the (validated) downloads as one job; returns the Job dict."""
+        job = Job(id=_new_id(), kind="download")
+        job.items = [JobItem.from_spec(str(i + 1), spec) for i, spec in enumerate(specs)]
+        with self._lock:
+            self._check_open()
+            self._jobs[job.id] = job
+            for it in job.items:
+                self._cancel[(job.id, it.id)] = threading.Event()
+        self._changed(job)
+        for it in job.items:
+            self._start_item(job, it)
+        return self.get(job.id)
+
+    def submit_fix(self, planner: Callable[[], PlanOutcome]) -> Dict[str, Any]:
+        """Queue a fix: ``planner`` (scan + resolve + plan, run in a thread) gives the items."""
+        job = Job(id=_new_id(), kind="fix")
+        with self._lock:
+            self._check_open()
+            self._jobs[job.id] = job
+        self._changed(job)
+        self._planner_pool.submit(self._run_planner, job, planner)
+        return self.get(job.id)
+
+    def get(self, job_id: str) -> Dict[str, Any]:
+        with self._lock:
+            return self._job(job_id).to_dict()
+
+    def list(self) -> List[Dict[str, Any]]:
+        """Every known job, newest first (finished ones included)."""
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda j: (j.created, j.id), reverse=True)
+            return [j.to_dict() for j in jobs]
+
+    def cancel_job(self, job_id: str) -> Dict[str, Any]:
+        """Cancel every unfinished item (and the resolving step); finished jobs are left as they are."""
+        with self._lock:
+            job = self._job(job_id)
+            if job.state in JOB_FINAL:
+                return job.to_dict()
+            job.cancel_requested = True
+            for it in job.items:
+                self._cancel_item_locked(job, it)
+            self._refresh_state_locked(job)
+        self._changed(job)
+        return self.get(job_id)
+
+    def cancel_item(self, job_id: str, item_id: str) -> Dict[str, Any]:
+        """Cancel one row; a finished row is left as it is."""
+        with self._lock:
+            job = self._job(job_id)
+            it = job.item(item_id)
+            if it.state in ITEM_FINAL:
+                return job.to_dict()
+            self._cancel_item_locked(job, it)
+            self._refresh_state_locked(job)
+        self._changed(job)
+        return self.get(job_id)
+
+    def retry_item(self, job_id: str, item_id: str) -> Dict[str, Any]:
+        """Run a failed or cancelled row again (a kept ``.part`` file is resumed)."""
+        with self._lock:
+            self._check_open()
+            job = self._job(job_id)
+            it = job.item(item_id)
+            if it.state not in ("failed", "cancelled"):
+                raise JobConflictError(f"item {item_id} is {it.state}; only failed or cancelled items can be retried")
+            if not it.url:
+                raise JobConflictError(f"item {item_id} has no download source to retry; pick one by hand")
+            it.state, it.error, it.speed, it.eta = "queued", None, 0.0, None
+            job.cancel_requested = False
+            job.error = None
+            self._cancel[(job.id, it.id)] = threading.Event()
+            self._refresh_state_locked(job)
+        self._changed(job)
+        self._start_item(job, it)
+        return self.get(job_id)
+
+    def shutdown(self, wait: bool = False) -> None:
+        """Cancel running downloads and stop the threads (ComfyUI exit, test teardown)."""
+        with self._lock:
+            self._closed = True
+            for event in self._cancel.values():
+                event.set()
+        self._planner_pool.shutdown(wait=wait)
+        self._pool.shutdown(wait=wait)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until no job is unfinished (tests, CLI); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if all(j.state in JOB_FINAL for j in self._jobs.values()):
+                    return True
+            time.sleep(0.01)
+        return False
+
+    # -- running ----------------------------------------------------------------------------------
+    def _run_planner(self, job: Job, planner: Callable[[], PlanOutcome]) -> None:
+        with self._lock:
+            if job.cancel_requested:
+                return
+            job.state = "resolving"
+        self._changed(job)
+        try:
+            outcome = planner()
+        except Exception as exc:  # the job records why; the thread must survive
+            if not isinstance(exc, ComfyFixerError):
+                log.exception("resolving fix job %s failed", job.id)
+            with self._lock:
+                job.error = _error_dict(exc) if isinstance(exc, ComfyFixerError) else {
+                    "type": type(exc).__name__, "message": "resolving failed unexpectedly; see the server log"}
+                job.state = "cancelled" if job.cancel_requested else "failed"
+            self._changed(job)
+            return
+        with self._lock:
+            n = 0
+            for spec in outcome.items:
+                n += 1
+                it = JobItem.from_spec(str(n), spec)
+                job.items.append(it)
+                self._cancel[(job.id, it.id)] = threading.Event()
+            for miss in outcome.unresolved:
+                n += 1
+                job.items.append(JobItem(
+                    id=str(n), key=str(miss.get("key") or ""), filename=str(miss.get("filename") or ""),
+                    directory=str(miss.get("directory") or ""), url="", save_path="", state="failed",
+                    error=miss.get("error") or {"type": "NotFoundError", "message": "no source found"}))
+            if job.cancel_requested:
+                for it in job.items:
+                    self._cancel_item_locked(job, it)
+            job.state = "running"
+            self._refresh_state_locked(job)
+            to_start = [it for it in job.items if it.state == "queued"]
+        self._changed(job)
+        for it in to_start:
+            self._start_item(job, it)
+
+    def _start_item(self, job: Job, it: JobItem) -> None:
+        try:
+            self._pool.submit(self._run_item, job, it)
+        except RuntimeError:  # pool shut down between the check and the submit
+            with self._lock:
+                it.state, it.error = "cancelled", {"type": "DownloadCancelledError", "message": "server is stopping"}
+                self._refresh_state_locked(job)
+            self._changed(job)
+
+    def _run_item(self, job: Job, it: JobItem) -> None:
+        key = (job.id, it.id)
+        with self._lock:
+            cancel = self._cancel.get(key)
+            if cancel is None or cancel.is_set() or it.state != "queued":
+                return
+            it.state = "connecting"
+            self._refresh_state_locked(job)
+        self._changed(job, it)
+        try:
+            config = self._config()
+            downloader = self._downloader_factory(config)
+            try:
+                result = downloader.download_model(
+                    it.url, it.save_path, expected_sha256=it.sha256, expected_size=it.size,
+                    on_event=lambda ev: self._on_progress(job, it, ev, cancel),
+                    cancel_event=cancel, job_id=job.id, item_id=it.id,
+                )
+            finally:
+                close = getattr(downloader, "close", None)
+                if callable(close):
+                    close()
+            self._finish_item(job, it, cancel, result=result)
+        except DownloadCancelledError as exc:
+            self._finish_item(job, it, cancel, exc=exc)
+        except Exception as exc:  # every failure ends up on the row, never kills the worker
+            if not isinstance(exc, ComfyFixerError):
+                log.exception("download of %s failed", it.key)
+            self._finish_item(job, it, cancel, exc=exc)
+
+    def _on_progress(self, job: Job, it: JobItem, event: ProgressEvent, cancel: threading.Event) -> None:
+        if cancel.is_set():
+            # stops the engine between chunks even if it only checks callbacks
+            raise DownloadCancelledError("cancelled by the user")
+        state_changed = False
+        with self._lock:
+            if it.state in ITEM_FINAL:
+                return
+            it.downloaded = int(event.downloaded or 0)
+            if event.total is not None:
+                it.total = int(event.total)
+            it.speed = float(event.speed or 0.0)
+            it.eta = event.eta
+            # terminal states come from the result, not from the event stream
+            if event.state in ("connecting", "downloading", "verifying") and event.state != it.state:
+                it.state = event.state
+                state_changed = True
+            now = self._clock()
+            last = self._last_progress.get((job.id, it.id), float("-inf"))
+            due = state_changed or now - last >= self._interval
+            if due:
+                self._last_progress[(job.id, it.id)] = now
+                progress = self._progress_dict(job, it)
+        if state_changed:
+            self._changed(job)
+        if due:
+            self._emit(EVENT_PROGRESS, progress)
+
+    def _finish_item(self, job: Job, it: JobItem, cancel: threading.Event, *,
+                     result: Optional[DownloadResult] = None, exc: Optional[BaseException] = None) -> None:
+        with self._lock:
+            it.speed, it.eta = 0.0, None
+            if result is not None and result.success:
+                it.state = "skipped" if result.skipped else "done"
+                it.error = None
+                it.save_path = result.save_path or it.save_path
+                it.sha256 = result.sha256 or it.sha256
+                if result.size_downloaded and not result.skipped:
+                    it.downloaded = max(it.downloaded, int(result.size_downloaded))
+                if it.total is None and it.downloaded:
+                    it.total = it.downloaded
+            elif cancel.is_set() or isinstance(exc, DownloadCancelledError) or (
+                    result is not None and result.error_type == "DownloadCancelledError"):
+                it.state = "cancelled"
+                it.error = None
+            else:
+                it.state = "failed"
+                if exc is not None:
+                    it.error = _error_dict(exc) if isinstance(exc, ComfyFixerError) else {
+                        "type": type(exc).__name__, "message": "download failed unexpectedly; see the server log"}
+                else:
+                    assert result is not None
+                    it.error = {"type": result.error_type or "DownloadError",
+                                "message": redact_text(result.error_message) or "download failed"}
+            self._refresh_state_locked(job)
+            progress = self._progress_dict(job, it)
+            self._last_progress.pop((job.id, it.id), None)
+        self._changed(job)
+        self._emit(EVENT_PROGRESS, progress)
+
+    # -- state ------------------------------------------------------------------------------------
+    def _cancel_item_locked(self, job: Job, it: JobItem) -> None:
+        if it.state in ITEM_FINAL:
+            return
+        event = self._cancel.get((job.id, it.id))
+        if event is not None:
+            event.set()
+        if it.state == "queued":
+            # not started: no worker will report, so settle it here
+            it.state, it.speed, it.eta = "cancelled", 0.0, None
+
+    def _refresh_state_locked(self, job: Job) -> None:
+        """Derive the job state from its items (once resolving is over)."""
+        if job.state in ("queued", "resolving") and job.kind == "fix" and not job.items:
+            return
+        states = [it.state for it in job.items]
+        if any(s in ITEM_ACTIVE for s in states):
+            started = any(s in ITEM_ACTIVE - {"queued"} or s in ITEM_FINAL for s in states)
+            job.state = "running" if started or job.kind == "fix" else "queued"
+        elif job.cancel_requested and "cancelled" in states:
+            job.state = "cancelled"
+        elif "failed" in states:
+            job.state = "failed"
+        elif states and all(s == "cancelled" for s in states):
+            job.state = "cancelled"
+        elif job.cancel_requested and not states:
+            job.state = "cancelled"
+        else:
+            job.state = "done"
+
+    def _changed(self, job: Job, it: Optional[JobItem] = None) -> None:
+        """Persist and announce a state change (outside the lock: both may be slow)."""
+        with self._lock:
+            job.updated = time.time()
+            record = job.to_record()
+            public = job.to_dict()
+            progress = self._progress_dict(job, it) if it is not None else None
+        try:
+            self._store.save(record)
+        except Exception:  # a full disk must not stop the download itself
+            log.exception("could not persist job %s", job.id)
+        self._emit(EVENT_JOB, public)
+        if progress is not None:
+            self._emit(EVENT_PROGRESS, progress)
+
+    def _progress_dict(self, job: Job, it: JobItem) -> Dict[str, Any]:
+        return {"job_id": job.id, "item_id": it.id, "key": it.key, "filename": it.filename,
+                "downloaded": it.downloaded, "total": it.total, "speed": it.speed, "eta": it.eta,
+                "state": it.state}
+
+    def _emit(self, event: str, data: Dict[str, Any]) -> None:
+        if self._emit_fn is None:
+            return
+        try:
+            self._emit_fn(event, data)
+        except Exception:  # the page missing an event is better than a dead download
+            log.exception("emitting %s failed", event)
+
+    def _recover(self) -> None:
+        """Load stored jobs; unfinished ones were cut off by a restart."""
+        try:
+            records = self._store.load(self._history_limit)
+        except Exception:
+            log.exception("could not load stored jobs")
+            return
+        interrupted: List[Job] = []
+        for record in records:
+            try:
+                job = Job.from_record(record)
+            except (KeyError, TypeError, ValueError):
+                log.warning("skipping a malformed stored job")
+                continue
+            if job.state not in JOB_FINAL or any(it.state in ITEM_ACTIVE for it in job.items):
+                for it in job.items:
+                    if it.state in ITEM_ACTIVE:
+                        it.state, it.speed, it.eta = "failed", 0.0, None
+                        it.error = {"type": "JobInterruptedError",
+                                    "message": "interrupted by a restart; retry to resume the download"}
+                if not job.items and job.state not in JOB_FINAL:
+                    job.error = {"type": "JobInterruptedError", "message": "interrupted by a restart while resolving"}
+                    job.state = "failed"
+                else:
+                    self._refresh_state_locked(job)
+                interrupted.append(job)
+            self._jobs[job.id] = job
+        for job in interrupted:
+            self._changed(job)
+
+    def _job(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return job
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise JobConflictError("the job manager is shut down")
+
+    def _config(self) -> Config:
+        source = self._config_source
+        return source() if callable(source) else source
+
+
+class WorkerPool:
+    """A fixed set of daemon threads draining a queue.
+
+    Daemon on purpose: ``concurrent.futures`` joins its (non-daemon) workers at interpreter
+    exit, so a long download would keep ComfyUI from quitting; here an exit just leaves the
+    ``.part`` file behind, which a retry resumes.
+    """
+
+    def __init__(self, size: int, name: str):
+        self._queue: "queue.Queue[Optional[Tuple[Callable[..., Any], tuple]]]" = queue.Queue()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(size)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._closed:
+            raise RuntimeError("worker pool is shut down")
+        self._queue.put((fn, args))
+
+    def shutdown(self, wait: bool = False) -> None:
+        self._closed = True
+        # drop what never started, then wake every worker with a stop marker
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    def _work(self) -> None:
+        while True:
+            task = self._queue.get()
+            if task is None:
+                return
+            fn, args = task
+            try:
+                fn(*args)
+            except Exception:  # the task records its own failures; this is a last resort
+                log.exception("background task failed")
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _default_downloader(config: Config) -> Downloader:
+    from ..download import DownloadManager
+
+    return DownloadManager(config)

@@ -1,0 +1,400 @@
+"""The ``/comfyfixer/`` HTTP routes, as a class ComfyUI (or a bare aiohttp app) mounts.
+
+No ComfyUI import here: the folders table and the websocket emitter are passed in by
+``comfyfixersmart.comfyui`` (or by a test).  Blocking work (scanning folders, talking to
+the hubs) runs in threads so the event loop that also serves ComfyUI never stalls.
+GET routes never change state (ComfyUI's only CSRF guard is its Origin check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence
+
+from aiohttp import web
+
+from .. import __version__
+from ..datamodel import AUTO_CHOICE_FLOOR, AnalysisResult
+from ..errors import (
+    AccessDeniedError,
+    APISearchError,
+    AuthRequiredError,
+    ComfyFixerError,
+    DownloadError,
+    FileExistsConflictError,
+    HostNotAllowedError,
+    JobConflictError,
+    JobNotFoundError,
+    NetworkError,
+    RateLimitedError,
+    RequestTooLargeError,
+    ValidationError,
+    WorkflowParseError,
+)
+from ..folders import MODEL_FOLDERS, canonical_folder
+from ..logs import get_logger
+from ..security import redact_text
+from ..settings import Config, get_config
+from .jobs import Emit, JobManager, JobStore, PlanOutcome
+from .tokens import TokenStore
+from .validation import (
+    MAX_BODY_BYTES,
+    check_id,
+    optional_min_confidence,
+    parse_json_body,
+    require_workflow,
+    validate_download_item,
+    validate_download_items,
+)
+
+log = get_logger(__name__)
+
+PREFIX = "/comfyfixer"
+
+FolderTable = Mapping[str, Sequence[str]]
+#: () -> {folder key: [absolute dirs]}, read on every request (extra paths may change)
+FoldersProvider = Callable[[], FolderTable]
+#: (config, folders) -> ComfyFixerCore
+CoreFactory = Callable[[Config, FolderTable], Any]
+
+
+def default_core_factory(config: Config, folders: FolderTable):
+    """A ComfyFixerCore whose inventory is exactly ``folders`` (ComfyUI's table)."""
+    from ..core import ComfyFixerCore
+    from ..inventory import ModelInventory
+
+    inventory = ModelInventory(config).build_from_folders(folders)
+    return ComfyFixerCore(config, inventory=inventory)
+
+
+def folders_from_root(config: Config) -> FoldersProvider:
+    """Outside ComfyUI: the folders of ``config.comfyui_root`` (models/ + extra_model_paths.yaml)."""
+
+    def provider() -> Dict[str, List[str]]:
+        if config.comfyui_root is None:
+            return {}
+        from ..extra_paths import comfyui_folder_paths, model_folders_only
+
+        table = model_folders_only(comfyui_folder_paths(config.comfyui_root))
+        return {k: [str(p) for p in v] for k, v in table.items()}
+
+    return provider
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+def status_for(exc: BaseException) -> int:
+    """The HTTP status that tells the page what kind of failure ``exc`` is."""
+    table = (
+        (RequestTooLargeError, 413),
+        (JobNotFoundError, 404),
+        ((JobConflictError, FileExistsConflictError), 409),
+        ((ValidationError, WorkflowParseError, HostNotAllowedError), 400),
+        (AuthRequiredError, 401),
+        (AccessDeniedError, 403),
+        (RateLimitedError, 429),
+        (NetworkError, 503),
+        ((APISearchError, DownloadError), 502),
+    )
+    for types, status in table:
+        if isinstance(exc, types):
+            return status
+    return 500
+
+
+def error_response(exc: BaseException) -> web.Response:
+    """``{"error": {"type", "message", ...data}}`` with the status of ``status_for``."""
+    status = status_for(exc)
+    if isinstance(exc, ComfyFixerError):
+        body = exc.to_dict()
+        body["message"] = redact_text(str(body.get("message", "")))
+    else:
+        # details stay in the server log; the page gets no internals
+        log.error("unexpected error in a /comfyfixer route", exc_info=exc)
+        body = {"type": "InternalError", "message": "unexpected server error; see the ComfyUI log"}
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if status == 429 and retry_after:
+        headers["Retry-After"] = str(int(max(1, round(float(retry_after)))))
+    return web.json_response({"error": body}, status=status, headers=headers)
+
+
+def _guarded(handler: Callable[..., Awaitable[web.StreamResponse]]):
+    @functools.wraps(handler)
+    async def wrapper(self: "FixerRoutes", request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(self, request)
+        except web.HTTPException:
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return error_response(exc)
+
+    return wrapper
+
+
+# -- the routes -------------------------------------------------------------------------------
+
+class FixerRoutes:
+    """Every ``/comfyfixer/`` route; ``add_routes`` puts them on a ``RouteTableDef``.
+
+    ``core_factory(config, folders)`` builds the library core for a request, ``folders()``
+    gives ComfyUI's folder table, ``emit(event, data)`` pushes websocket events (thread-safe).
+    """
+
+    def __init__(
+        self,
+        core_factory: Optional[CoreFactory] = None,
+        folders: Optional[FoldersProvider] = None,
+        emit: Optional[Emit] = None,
+        *,
+        config: Optional[Config] = None,
+        jobs: Optional[JobManager] = None,
+        job_store: Optional[JobStore] = None,
+        tokens: Optional[TokenStore] = None,
+        canonical: Callable[[str], str] = canonical_folder,
+        downloader_factory: Optional[Callable[[Config], Any]] = None,
+        comfyui: bool = False,
+    ):
+        self._base_config = config
+        self.core_factory: CoreFactory = core_factory or default_core_factory
+        self._folders = folders
+        self._canonical = canonical
+        self.comfyui = comfyui
+        self.tokens = tokens or TokenStore(self.base_config.state_dir)
+        if jobs is None:
+            jobs = JobManager(self.effective_config, store=job_store if job_store is not None else _state_store(
+                self.base_config), emit=emit, downloader_factory=downloader_factory)
+        self.jobs = jobs
+
+    # -- configuration ----------------------------------------------------------------------
+    @property
+    def base_config(self) -> Config:
+        if self._base_config is None:
+            self._base_config = get_config()
+        return self._base_config
+
+    def effective_config(self) -> Config:
+        """The Config with the tokens and min_confidence stored from the panel applied."""
+        return self.tokens.apply(self.base_config)
+
+    def folders(self) -> Dict[str, List[str]]:
+        provider = self._folders or folders_from_root(self.base_config)
+        return {str(k): [str(p) for p in v] for k, v in provider().items()}
+
+    # -- mounting ---------------------------------------------------------------------------
+    def add_routes(self, routes: web.RouteTableDef) -> None:
+        """Register every route under ``/comfyfixer/`` (ComfyUI mirrors them under ``/api``)."""
+        p = PREFIX
+        routes.get(f"{p}/health")(self.health)
+        routes.get(f"{p}/folders")(self.get_folders)
+        routes.post(f"{p}/scan")(self.scan)
+        routes.post(f"{p}/resolve")(self.resolve)
+        routes.post(f"{p}/download")(self.download)
+        routes.post(f"{p}/fix")(self.fix)
+        routes.get(f"{p}/jobs")(self.list_jobs)
+        routes.get(f"{p}/jobs/{{job_id}}")(self.get_job)
+        routes.delete(f"{p}/jobs/{{job_id}}")(self.cancel_job)
+        routes.post(f"{p}/jobs/{{job_id}}/items/{{item_id}}/cancel")(self.cancel_item)
+        routes.post(f"{p}/jobs/{{job_id}}/items/{{item_id}}/retry")(self.retry_item)
+        routes.get(f"{p}/settings")(self.get_settings)
+        routes.post(f"{p}/settings")(self.post_settings)
+
+    def close(self) -> None:
+        """Stop the job threads (cancels running downloads)."""
+        self.jobs.shutdown(wait=False)
+
+    # -- handlers -----------------------------------------------------------------------------
+    @_guarded
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"version": __version__, "comfyui": bool(self.comfyui)})
+
+    @_guarded
+    async def get_folders(self, request: web.Request) -> web.Response:
+        folders = await asyncio.to_thread(self.folders)
+        return web.json_response({"folders": folders})
+
+    @_guarded
+    async def scan(self, request: web.Request) -> web.Response:
+        body = await _read_json(request)
+        workflow = require_workflow(body)
+        result = await asyncio.to_thread(self._analyze, workflow, False, None)
+        return web.json_response(result)
+
+    @_guarded
+    async def resolve(self, request: web.Request) -> web.Response:
+        body = await _read_json(request)
+        workflow = require_workflow(body)
+        min_confidence = optional_min_confidence(body)
+        result = await asyncio.to_thread(self._analyze, workflow, True, min_confidence)
+        return web.json_response(result)
+
+    @_guarded
+    async def download(self, request: web.Request) -> web.Response:
+        body = await _read_json(request)
+        config = self.effective_config()
+        folders = await asyncio.to_thread(self.folders)
+        specs = validate_download_items(body.get("items"), folders, config, canonical=self._canonical)
+        job = self.jobs.submit_download(specs)
+        return web.json_response({"job_id": job["id"], "job": job}, status=202)
+
+    @_guarded
+    async def fix(self, request: web.Request) -> web.Response:
+        body = await _read_json(request)
+        workflow = require_workflow(body)
+        min_confidence = optional_min_confidence(body)
+        job = self.jobs.submit_fix(functools.partial(self._plan_fix, workflow, min_confidence))
+        return web.json_response({"job_id": job["id"], "job": job}, status=202)
+
+    @_guarded
+    async def list_jobs(self, request: web.Request) -> web.Response:
+        return web.json_response({"jobs": self.jobs.list()})
+
+    @_guarded
+    async def get_job(self, request: web.Request) -> web.Response:
+        return web.json_response(self.jobs.get(_path_id(request, "job_id")))
+
+    @_guarded
+    async def cancel_job(self, request: web.Request) -> web.Response:
+        return web.json_response(self.jobs.cancel_job(_path_id(request, "job_id")))
+
+    @_guarded
+    async def cancel_item(self, request: web.Request) -> web.Response:
+        job = self.jobs.cancel_item(_path_id(request, "job_id"), _path_id(request, "item_id"))
+        return web.json_response(job)
+
+    @_guarded
+    async def retry_item(self, request: web.Request) -> web.Response:
+        job = self.jobs.retry_item(_path_id(request, "job_id"), _path_id(request, "item_id"))
+        return web.json_response(job)
+
+    @_guarded
+    async def get_settings(self, request: web.Request) -> web.Response:
+        return web.json_response(self.tokens.public_view(self.base_config))
+
+    @_guarded
+    async def post_settings(self, request: web.Request) -> web.Response:
+        body = await _read_json(request)
+        allowed = ("civitai_token", "hf_token", "min_confidence")
+        unknown = sorted(set(body) - set(allowed))
+        if unknown:
+            raise ValidationError(f"unknown setting {unknown[0]!r}; accepted: {', '.join(allowed)}")
+        await asyncio.to_thread(self.tokens.update, {k: body[k] for k in allowed if k in body})
+        return web.json_response(self.tokens.public_view(self.base_config))
+
+    # -- work (in threads) ----------------------------------------------------------------------
+    def _core(self, config: Config):
+        return self.core_factory(config, self.folders())
+
+    def _threshold(self, config: Config, min_confidence: Optional[float]) -> float:
+        value = config.min_confidence if min_confidence is None else min_confidence
+        return max(value, AUTO_CHOICE_FLOOR)
+
+    def _analyze(self, workflow: dict, resolve: bool, min_confidence: Optional[float]) -> Dict[str, Any]:
+        from ..report import reference_to_json, resolution_to_json, summarize
+
+        config = self.effective_config()
+        core = self._core(config)
+        try:
+            analysis: AnalysisResult = core.analyze_data(workflow, resolve=resolve)
+        finally:
+            _close(core)
+        warnings = [w for wf in analysis.workflows for w in wf.warnings]
+        out: Dict[str, Any] = {
+            "references": [reference_to_json(r) for r in analysis.references],
+            "summary": summarize(analysis.references),
+            "warnings": warnings,
+        }
+        if resolve:
+            threshold = self._threshold(config, min_confidence)
+            out["resolutions"] = [resolution_to_json(r, threshold) for r in analysis.resolutions]
+            out["min_confidence"] = threshold
+        return out
+
+    def _plan_fix(self, workflow: dict, min_confidence: Optional[float]) -> PlanOutcome:
+        """Scan + resolve + choose, then validate each chosen download like a /download item."""
+        config = self.effective_config()
+        folders = self.folders()
+        core = self.core_factory(config, folders)
+        try:
+            analysis = core.analyze_data(workflow)
+            specs, failures = core.plan(analysis, self._threshold(config, min_confidence))
+        finally:
+            _close(core)
+        outcome = PlanOutcome()
+        reasons = {(r.reference.expected_directory, r.reference.filename): r for r in analysis.resolutions}
+        for i, spec in enumerate(specs):
+            try:
+                outcome.items.append(validate_download_item(spec, folders, config, canonical=self._canonical,
+                                                            where=f"plan[{i}]"))
+            except ComfyFixerError as exc:
+                outcome.unresolved.append({"key": spec.get("key"), "filename": spec.get("filename"),
+                                           "directory": spec.get("directory"), "error": _item_error(exc)})
+        for failure in failures:
+            res = reasons.get((failure.directory, failure.filename))
+            if res is not None and res.best is not None:
+                kind = "LowConfidenceError"
+            else:
+                kind = failure.error_type or "NotFoundError"
+            error: Dict[str, Any] = {"type": kind, "message": redact_text(failure.reason)}
+            if res is not None and res.errors and res.errors[0].get("help_url"):
+                error["help_url"] = res.errors[0]["help_url"]
+            outcome.unresolved.append({"key": f"{failure.directory}/{failure.filename}", "filename": failure.filename,
+                                       "directory": failure.directory, "error": error})
+        return outcome
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+async def _read_json(request: web.Request) -> Dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise RequestTooLargeError(f"request body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise RequestTooLargeError("request body larger than the server accepts") from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestTooLargeError(f"request body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB")
+    return parse_json_body(raw)
+
+
+def _path_id(request: web.Request, name: str) -> str:
+    value = request.match_info.get(name, "")
+    try:
+        return check_id(value, name.replace("_", " "))
+    except ValidationError:
+        # an id we could never have issued is simply unknown
+        raise JobNotFoundError(f"no {name.replace('_id', '')} {value[:70]!r}") from None
+
+
+def _item_error(exc: BaseException) -> Dict[str, Any]:
+    out = {"type": type(exc).__name__, "message": redact_text(str(exc))}
+    help_url = getattr(exc, "help_url", None)
+    if help_url:
+        out["help_url"] = help_url
+    return out
+
+
+def _close(core: Any) -> None:
+    close = getattr(core, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            log.warning("closing the core failed", exc_info=True)
+
+
+def _state_store(config: Config):
+    """The StateManager job queue when the state module can be used, else memory."""
+    try:
+        from .store import StateJobStore
+
+        return StateJobStore.from_config(config)
+    except Exception as exc:  # the panel still works, jobs just do not outlive the process
+        log.warning("job history will not be kept: %s", redact_text(str(exc)))
+        from .jobs import MemoryJobStore
+
+        return MemoryJobStore()
