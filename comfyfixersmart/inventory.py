@@ -249,37 +249,40 @@ class ModelInventory:
 
     def get_models_by_type(self, type_or_folder: str) -> List[ModelInfo]:
         """Files of one folder key (``checkpoint`` or ``checkpoints`` both work), sorted."""
-        key = self._folder_key(type_or_folder)
+        idx = self._index
+        key = self._folder_key(idx, type_or_folder)
         if key is None:
             return []
-        entries = [e for e in self._index.entries if e.folder == key]
-        roots = {os.fspath(r): i for i, r in enumerate(self._index.folders.get(key, []))}
+        entries = [e for e in idx.entries if e.folder == key]
+        roots = {os.fspath(r): i for i, r in enumerate(idx.folders.get(key, []))}
         entries.sort(key=lambda e: (roots.get(e.root, 0), e.rel))
         return [info for info in map(self._info, entries) if info is not None]
 
     def _find(self, filename: str, folder: Optional[str]) -> Optional[_Entry]:
+        idx = self._index  # one snapshot per call: refresh() may swap it meanwhile
         rel = _clean_rel(filename)
         if rel is None:
             return None
         if folder is not None:
-            key = self._folder_key(folder)
+            key = self._folder_key(idx, folder)
             keys = [key] if key is not None else []
         else:
-            keys = list(self._index.by_rel)
+            keys = list(idx.by_rel)
         for key in keys:
-            entry = self._lookup_rel(key, rel)
+            entry = self._lookup_rel(idx, key, rel)
             if entry is not None:
                 return entry
         if "/" not in rel:
             wanted = set(keys)
-            for entry in self._candidates_by_name(rel, embedding=folder is not None and keys == ["embeddings"]):
+            embedding = folder is not None and keys == ["embeddings"]
+            for entry in self._candidates_by_name(idx, rel, embedding=embedding):
                 if entry.folder in wanted:
                     return entry
         return None
 
-    def _lookup_rel(self, folder: str, rel: str) -> Optional[_Entry]:
+    def _lookup_rel(self, idx: _Index, folder: str, rel: str) -> Optional[_Entry]:
         """The entry ComfyUI would load for ``folder``/``rel`` (embedding stem rule included)."""
-        rel_map = self._index.by_rel.get(folder)
+        rel_map = idx.by_rel.get(folder)
         if not rel_map:
             return None
         entry = rel_map.get(self._fold(rel))
@@ -290,14 +293,14 @@ class ModelInventory:
                     break
         return entry
 
-    def _candidates_by_name(self, rel: str, embedding: bool = False) -> List[_Entry]:
+    def _candidates_by_name(self, idx: _Index, rel: str, embedding: bool = False) -> List[_Entry]:
         base = rel.rpartition("/")[2]
         names = [base]
         if embedding and not self._has_model_ext(base):
             names += [base + ext for ext in EMBEDDING_EXTENSIONS]
         out: List[_Entry] = []
         for name in names:
-            found = self._index.by_name.get(name.casefold(), [])
+            found = idx.by_name.get(name.casefold(), [])
             # exact case before other spellings
             out.extend(sorted(found, key=lambda e: e.rel.rpartition("/")[2] != name))
         return out
@@ -308,23 +311,24 @@ class ModelInventory:
 
         An unsafe file name (``..``, absolute path ...) can never be present: ``missing``.
         """
+        idx = self._index
         reference.status, reference.found_path, reference.local_path = MISSING, None, None
         rel = _clean_rel(reference.filename)
         if rel is None:
             log.warning("reference %r is not a safe relative path; treated as missing", reference.filename)
             return reference
-        key = self._folder_key(reference.expected_directory) if reference.expected_directory else None
-        keys = [key] if key is not None else ([] if reference.expected_directory else list(self._index.by_rel))
+        key = self._folder_key(idx, reference.expected_directory) if reference.expected_directory else None
+        keys = [key] if key is not None else ([] if reference.expected_directory else list(idx.by_rel))
         for k in keys:
-            entry = self._lookup_rel(k, rel)
+            entry = self._lookup_rel(idx, k, rel)
             if entry is not None:
                 reference.status, reference.local_path = PRESENT, entry.path
                 return reference
-            local_dir = self._directory_model(k, rel)
+            local_dir = self._directory_model(idx, k, rel)
             if local_dir is not None:
                 reference.status, reference.local_path = PRESENT, local_dir
                 return reference
-        best = self._elsewhere(reference, rel, key)
+        best = self._elsewhere(idx, reference, rel, key)
         if best is not None:
             reference.status = ELSEWHERE
             reference.found_path = f"{best.folder}/{best.rel}"
@@ -335,18 +339,19 @@ class ModelInventory:
         """``check`` each reference; returns them as a list."""
         return [self.check(ref) for ref in references]
 
-    def _elsewhere(self, ref: ModelReference, rel: str, key: Optional[str]) -> Optional[_Entry]:
+    def _elsewhere(self, idx: _Index, ref: ModelReference, rel: str, key: Optional[str]) -> Optional[_Entry]:
         """Best file to relink for ``ref``: same sha256 first, then same name; None if none."""
         want_sha = _reference_sha256(ref)
         ranked: List[Tuple[tuple, _Entry]] = []
         seen: Set[str] = set()
         if want_sha:
-            for info in self.find_by_sha256(want_sha):
-                entry = self._index.by_path.get(info.path)
+            for info in self._find_by_sha256(idx, want_sha):
+                entry = idx.by_path.get(info.path)
                 if entry is not None and entry.path not in seen:
                     seen.add(entry.path)
                     ranked.append(((0, entry.folder != key, entry.rel), entry))
-        by_name = [e for e in self._candidates_by_name(rel, embedding=key == "embeddings") if e.path not in seen]
+        by_name = [e for e in self._candidates_by_name(idx, rel, embedding=key == "embeddings")
+                   if e.path not in seen]
         known = self._known_hashes(e.path for e in by_name) if want_sha and by_name else {}
         for order, entry in enumerate(by_name):
             sha = known.get(entry.path)
@@ -358,11 +363,11 @@ class ModelInventory:
         ranked.sort(key=lambda pair: pair[0])
         return ranked[0][1]
 
-    def _directory_model(self, folder: str, rel: str) -> Optional[str]:
+    def _directory_model(self, idx: _Index, folder: str, rel: str) -> Optional[str]:
         """Models that are folders (diffusers, LLM repos) are referenced by directory name."""
         if self._has_model_ext(rel):
             return None
-        for root in self._index.folders.get(folder, []):
+        for root in idx.folders.get(folder, []):
             candidate = root.joinpath(*rel.split("/"))
             if candidate.is_dir():
                 return str(candidate)
@@ -376,10 +381,11 @@ class ModelInventory:
         directory gets ``<models root>/<folder>``.  Raises ``UnsafePathError`` for hostile
         names, ``ValidationError`` for a bad index.
         """
-        key = self._folder_key(folder)
+        idx = self._index
+        key = self._folder_key(idx, folder)
         if key is None:
             key = validate_relative_path(str(folder), allow_subdirs=False)
-        roots = self._index.folders.get(key) or []
+        roots = idx.folders.get(key) or []
         if roots:
             if not isinstance(root_index, int) or not -len(roots) <= root_index < len(roots):
                 raise ValidationError(f"root_index {root_index!r} out of range: {key!r} has {len(roots)} folders")
@@ -387,7 +393,7 @@ class ModelInventory:
         else:
             if root_index not in (0, -1):
                 raise ValidationError(f"root_index {root_index!r} out of range: {key!r} has no folder yet")
-            models_root = self._index.models_root
+            models_root = idx.models_root
             if models_root is None:
                 raise ConfigurationError("comfyui_root", f"no models folder known to put {key!r} files in")
             base = models_root / key
@@ -428,10 +434,12 @@ class ModelInventory:
     def find_by_sha256(self, sha256: str) -> List[ModelInfo]:
         """Indexed files whose sha256 (or a prefix of >= 8 digits, e.g. AutoV2) is known to
         match, among files hashed before (nothing is hashed here).  Changed files are skipped."""
-        value = normalize_sha256(sha256, allow_prefix=True)
+        return self._find_by_sha256(self._index, normalize_sha256(sha256, allow_prefix=True))
+
+    def _find_by_sha256(self, idx: _Index, value: str) -> List[ModelInfo]:
         out: List[ModelInfo] = []
         for key in self.hash_cache.lookup_sha256(value):
-            entry = self._index.by_path.get(key.path)
+            entry = idx.by_path.get(key.path)
             if entry is None:
                 continue
             try:
@@ -488,18 +496,18 @@ class ModelInventory:
         dot = name.rfind(".")
         return dot > 0 and name[dot:].lower() in self._extensions
 
-    def _folder_key(self, type_or_folder: Optional[str]) -> Optional[str]:
+    def _folder_key(self, idx: _Index, type_or_folder: Optional[str]) -> Optional[str]:
         """Folder key for a key, legacy name or type name; keys only found on disk kept as is."""
         if not type_or_folder:
             return None
         name = str(type_or_folder).strip()
-        if name in self._index.folders:
+        if name in idx.folders:
             return name
         key = folder_for(name)
         if key is not None:
             return key
         canonical = canonical_folder(name)
-        return canonical if canonical in self._index.folders else None
+        return canonical if canonical in idx.folders else None
 
     def _info(self, entry: _Entry) -> Optional[ModelInfo]:
         if entry.info is None:
