@@ -1,0 +1,480 @@
+"""One file, one ``Transfer``: part file, resume, segments, verification, atomic rename.
+
+    target exists?  -> verified skip, or FileExistsConflictError (unless overwrite)
+    <name>.part + <name>.part.json (locked against a second process)
+    probe GET with Range (resume offset or bytes=0-), If-Range = saved validator
+        206 -> resume / segmented when big       200 -> start over (Range ignored/changed)
+        416 -> part already complete, or start over
+    stream (constant memory, sha256 on a helper thread) or segments (pwrite)
+    fsync -> size + sha256 check -> os.replace(part, target) -> fsync dir
+
+Bytes already on disk are never thrown away on a transient failure (the part and sidecar
+stay for the next run); an integrity error, a cancel or a full disk removes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, Mapping, Optional
+
+from ..datamodel import DownloadResult
+from ..errors import (
+    DownloadCancelledError,
+    DownloadError,
+    FileExistsConflictError,
+    InsufficientSpaceError,
+    IntegrityError,
+)
+from ..logs import get_logger
+from ..security import check_url, redact_url
+from . import partfile
+from .http import Opened, TruncatedError, content_length, is_transient, open_url, parse_content_range
+from .partfile import PartInfo
+from .progress import ProgressReporter
+from .segments import ResourceChanged, SegmentJob, plan_segments, pwrite_all, run_segments
+from .verify import StreamHasher, sha256_file
+
+try:  # POSIX advisory locks keep two processes off one part file
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+log = get_logger(__name__)
+
+#: how many times a changed remote file may restart one download
+MAX_RESTARTS = 3
+PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+
+
+@dataclass
+class TransferSpec:
+    """What to fetch and where; values already validated by the caller."""
+
+    url: str
+    target: Path
+    expected_sha256: Optional[str] = None
+    expected_size: Optional[int] = None
+    headers: Optional[Mapping[str, str]] = None
+    overwrite: bool = False
+
+
+class _Restart(Exception):
+    """Internal: throw the part away and start from byte 0."""
+
+
+_path_locks: Dict[str, threading.Lock] = {}
+_path_locks_guard = threading.Lock()
+
+
+@contextmanager
+def _thread_lock(target: Path) -> Iterator[None]:
+    # two threads asking for the same file: the second waits, then sees the first's result
+    with _path_locks_guard:
+        lock = _path_locks.setdefault(str(target), threading.Lock())
+    with lock:
+        yield
+
+
+def pickle_warning(name: str) -> Optional[str]:
+    if name.lower().endswith(PICKLE_EXTENSIONS):
+        return (f"{name} is a pickle-based format that can run code when loaded; "
+                "prefer a .safetensors version when one exists")
+    return None
+
+
+class Transfer:
+    """Downloads one ``TransferSpec``; ``run()`` returns a DownloadResult or raises."""
+
+    def __init__(self, session, config, spec: TransferSpec, reporter: ProgressReporter,
+                 cancel: threading.Event):
+        self.session = session
+        self.config = config
+        self.spec = spec
+        self.reporter = reporter
+        self.cancel = cancel
+        self.target = spec.target
+        self.part = partfile.part_path(spec.target)
+        self.sidecar = partfile.sidecar_path(spec.target)
+        self.expected_sha256 = spec.expected_sha256
+        self.expected_size = spec.expected_size
+        self.info: Optional[PartInfo] = None
+        self.fd = -1
+        self.resumed_from = 0
+        self._started = 0.0
+
+    # -- entry ------------------------------------------------------------------------
+    def run(self) -> DownloadResult:
+        self._started = time.monotonic()
+        check_url(self.spec.url, self.config.effective_allowed_hosts)
+        warning = pickle_warning(self.target.name)
+        if warning:
+            self.reporter.warn(warning)
+            log.warning("%s", warning)
+        with _thread_lock(self.target):
+            if os.path.lexists(self.target) and not self.spec.overwrite:
+                return self._existing()
+            if self.target.is_dir():
+                raise FileExistsConflictError("a folder exists where the file should go", path=self.target)
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            with self._open_part():
+                return self._run_locked()
+
+    def _existing(self) -> DownloadResult:
+        """The target is already there: skip it if it is the right file, else refuse."""
+        if self.target.is_file():
+            size = self.target.stat().st_size
+            if self.expected_sha256:
+                self.reporter.set_state("verifying")
+                actual = sha256_file(self.target, cancel=self.cancel)
+                if actual == self.expected_sha256 and self.expected_size in (None, size):
+                    return self._result(size=size, sha=actual, verified=True, skipped=True)
+                raise FileExistsConflictError(
+                    f"{self.target.name} exists with other content (sha256 {actual[:12]}...); "
+                    "pass overwrite=True to replace it", path=self.target)
+            if self.expected_size is not None and size == self.expected_size:
+                return self._result(size=size, sha=None, verified=False, skipped=True)
+        raise FileExistsConflictError(f"{self.target.name} already exists; pass overwrite=True to replace it",
+                                      path=self.target)
+
+    @contextmanager
+    def _open_part(self) -> Iterator[None]:
+        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    raise DownloadError(f"{self.target.name} is being downloaded by another process",
+                                        path=self.target) from None
+            yield
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _run_locked(self) -> DownloadResult:
+        self.info = partfile.load(self.sidecar)
+        if self.info is not None and not self._sidecar_matches(self.info):
+            log.info("part file of %s is for another URL or hash: starting over", self.target.name)
+            self.info = None
+        if self.info is not None and self.expected_sha256 is None:
+            self.expected_sha256 = self.info.expected_sha256
+        failures = 0
+        restarts = 0
+        try:
+            while True:
+                before = self.reporter.downloaded
+                try:
+                    return self._attempt()
+                except (_Restart, ResourceChanged) as exc:
+                    restarts += 1
+                    if restarts > MAX_RESTARTS:
+                        raise DownloadError(f"the remote file keeps changing: {exc}",
+                                            url=redact_url(self.spec.url)) from None
+                    log.info("restarting %s from byte 0: %s", self.target.name, exc)
+                    self._truncate()
+                except Exception as exc:
+                    if not is_transient(exc) or self.cancel.is_set():
+                        raise
+                    # a connection that keeps making progress is not failing
+                    failures = 0 if self.reporter.downloaded > before else failures + 1
+                    if failures > self.config.http_retries:
+                        raise
+                    delay = getattr(exc, "retry_after", None) or min(
+                        self.config.backoff_max, self.config.backoff_base * 2 ** max(0, failures - 1))
+                    log.info("retrying %s in %.2fs after: %s", self.target.name, delay, exc)
+                    if self.cancel.wait(delay):
+                        raise DownloadCancelledError("cancelled", url=redact_url(self.spec.url),
+                                                     path=self.target) from None
+        except BaseException as exc:
+            self._cleanup_after(exc)
+            raise
+
+    def _cleanup_after(self, exc: BaseException) -> None:
+        """Drop the part when it is worthless or unwanted; keep it when resumable."""
+        discard = isinstance(exc, (IntegrityError, DownloadCancelledError, InsufficientSpaceError))
+        try:
+            empty = os.fstat(self.fd).st_size == 0
+        except OSError:
+            empty = True
+        if discard or empty or self.info is None:
+            partfile.remove(self.part, self.sidecar)
+
+    def _sidecar_matches(self, info: PartInfo) -> bool:
+        if info.url != redact_url(self.spec.url):
+            return False
+        if self.expected_sha256 and info.expected_sha256 and info.expected_sha256 != self.expected_sha256:
+            return False
+        return True
+
+    def _truncate(self) -> None:
+        os.ftruncate(self.fd, 0)
+        partfile.remove(self.sidecar)
+        self.info = None
+        self.resumed_from = 0
+        self.reporter.reset(0)
+
+    # -- one attempt --------------------------------------------------------------------
+    def _attempt(self) -> DownloadResult:
+        if self.cancel.is_set():
+            raise DownloadCancelledError("cancelled", url=redact_url(self.spec.url), path=self.target)
+        info = self.info
+        on_disk = os.fstat(self.fd).st_size
+        if info is None and on_disk:
+            os.ftruncate(self.fd, 0)  # bytes without a sidecar are not trusted
+            on_disk = 0
+        if info is not None and info.mode == "segmented":
+            self.resumed_from = self.resumed_from or info.segments_done()
+            return self._segmented(None, info.total or 0, resume=True)
+        offset = on_disk
+        if info is not None and info.total is not None and offset > info.total:
+            raise _Restart("part file is longer than the remote file")
+        self.reporter.set_state("connecting")
+        opened = open_url(self.session, self.spec.url, self.config, headers=self.spec.headers,
+                          range_start=offset, if_range=info.validator if (info and offset) else None,
+                          cancel=self.cancel)
+        try:
+            return self._answer(opened, offset)
+        finally:
+            opened.close()
+
+    def _answer(self, opened: Opened, offset: int) -> DownloadResult:
+        self._take_hints(opened)
+        status = opened.status
+        etag = opened.headers.get("ETag")
+        modified = opened.headers.get("Last-Modified")
+        if status == 416:
+            _, _, total = parse_content_range(opened.headers.get("Content-Range"))
+            if offset > 0 and total == offset:
+                return self._finish(offset, None)  # the part was already complete
+            if offset == 0:
+                # an empty file, or a server that dislikes "bytes=0-": ask without Range
+                opened.close()
+                plain = open_url(self.session, self.spec.url, self.config, headers=self.spec.headers,
+                                 cancel=self.cancel)
+                try:
+                    return self._answer(plain, 0) if plain.status != 416 else self._fail_416()
+                finally:
+                    plain.close()
+            raise _Restart("416 Range Not Satisfiable")
+        if status == 206:
+            start, _end, total = parse_content_range(opened.headers.get("Content-Range"))
+            if start != offset:
+                raise _Restart(f"asked for byte {offset}, got {start}")
+            if offset and self.info and not _same_validators(self.info, etag, modified):
+                raise _Restart("the remote file changed (ETag/Last-Modified)")
+            if offset == 0 and total is not None and self._segmentable(total):
+                return self._segmented(opened, total, etag=etag, modified=modified)
+        elif 200 <= status < 300:
+            if offset:
+                log.info("server answered %s to a Range request: %s starts over", status, self.target.name)
+                os.ftruncate(self.fd, 0)
+                offset = 0
+            total = content_length(opened.response) if status == 200 else None
+        else:
+            raise DownloadError(f"unexpected HTTP {status}", url=redact_url(self.spec.url), status=status)
+        if offset == 0:
+            self.resumed_from = 0
+        elif not self.resumed_from:
+            self.resumed_from = offset
+        return self._single(opened, offset, total, etag, modified)
+
+    def _fail_416(self) -> DownloadResult:
+        raise DownloadError("server refuses the request (416)", url=redact_url(self.spec.url), status=416)
+
+    def _take_hints(self, opened: Opened) -> None:
+        """HF tells the LFS sha256/size on the resolve hop: use them when nothing was promised."""
+        if self.expected_sha256 is None and opened.hinted_sha256:
+            self.expected_sha256 = opened.hinted_sha256
+        if self.expected_size is None and opened.hinted_size is not None:
+            self.expected_size = opened.hinted_size
+
+    def _segmentable(self, total: int) -> bool:
+        return self.config.download_segments > 1 and total >= self.config.segment_min_size
+
+    # -- single stream ----------------------------------------------------------------
+    def _single(self, opened: Opened, offset: int, total: Optional[int], etag: Optional[str],
+                modified: Optional[str]) -> DownloadResult:
+        self._check_total(total)
+        self._preflight(None if total is None else total - offset)
+        self.info = PartInfo(url=redact_url(self.spec.url) or "", etag=etag, last_modified=modified,
+                             total=total, expected_sha256=self.expected_sha256, mode="single")
+        partfile.save(self.sidecar, self.info)
+        self.reporter.set_total(total)
+        self.reporter.reset(offset)
+        self.reporter.set_state("downloading")
+        hasher = StreamHasher().start(self.part, offset)
+        raw = opened.response.raw
+        chunk_size = self.config.chunk_size
+        pos = offset
+        try:
+            while True:
+                if self.cancel.is_set():
+                    raise DownloadCancelledError("cancelled", url=redact_url(self.spec.url), path=self.target)
+                chunk = raw.read(chunk_size, decode_content=True)
+                if not chunk:
+                    break
+                self._write(chunk, pos)
+                pos += len(chunk)
+                hasher.feed(chunk)
+                self.reporter.advance(len(chunk))
+                if total is not None and pos > total:
+                    raise IntegrityError(f"the server sent more than the announced {total} bytes",
+                                         url=redact_url(self.spec.url), path=self.target)
+            if total is not None and pos < total:
+                raise TruncatedError(f"connection closed at {pos} of {total} bytes", url=redact_url(self.spec.url))
+        except BaseException:
+            hasher.abort()
+            raise
+        sha = hasher.result()
+        os.fsync(self.fd)
+        return self._finish(pos, sha)
+
+    def _write(self, chunk: bytes, pos: int) -> None:
+        try:
+            pwrite_all(self.fd, chunk, pos)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientSpaceError(f"disk full while writing {self.target.name}",
+                                             path=self.target) from None
+            raise
+
+    # -- segmented ----------------------------------------------------------------------
+    def _segmented(self, first: Optional[Opened], total: int, *, etag: Optional[str] = None,
+                   modified: Optional[str] = None, resume: bool = False) -> DownloadResult:
+        if not resume:
+            self._check_total(total)
+            self.info = PartInfo(url=redact_url(self.spec.url) or "", etag=etag, last_modified=modified,
+                                 total=total, expected_sha256=self.expected_sha256, mode="segmented",
+                                 segments=plan_segments(total, self.config.download_segments))
+            self.resumed_from = 0
+            self._preallocate(total)
+            partfile.save(self.sidecar, self.info)
+        info = self.info
+        assert info is not None
+        if resume:
+            self._preflight(info.total - info.segments_done() if info.total else None, allocated=True)
+            if os.fstat(self.fd).st_size != info.total:
+                raise _Restart("segmented part file has the wrong size")
+            self.reporter.set_state("connecting")
+        self.reporter.set_total(info.total)
+        self.reporter.reset(info.segments_done())
+        self.reporter.set_state("downloading")
+
+        def checkpoint(segments) -> None:
+            # the sidecar may only claim bytes that are really in the file
+            os.fdatasync(self.fd) if hasattr(os, "fdatasync") else os.fsync(self.fd)
+            partfile.save(self.sidecar, dataclasses.replace(info, segments=segments))
+
+        job = SegmentJob(
+            session=self.session, config=self.config, url=self.spec.url,
+            direct_url=first.url if first is not None else None, headers=self.spec.headers,
+            fd=self.fd, info=info, cancel=self.cancel, advance=self.reporter.advance, checkpoint=checkpoint,
+            chunk_size=self.config.chunk_size, retries=self.config.http_retries,
+            backoff_base=self.config.backoff_base, backoff_max=self.config.backoff_max,
+        )
+        try:
+            run_segments(job, first)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientSpaceError(f"disk full while writing {self.target.name}",
+                                             path=self.target) from None
+            raise
+        os.fsync(self.fd)
+        return self._finish(info.total or 0, None)
+
+    def _preallocate(self, total: int) -> None:
+        self._preflight(total)
+        os.ftruncate(self.fd, 0)
+        try:
+            os.posix_fallocate(self.fd, 0, total)
+        except AttributeError:  # pragma: no cover - not on this OS
+            os.ftruncate(self.fd, total)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientSpaceError(
+                    f"not enough disk space for {self.target.name} ({_mb(total)} needed)", path=self.target) from None
+            os.ftruncate(self.fd, total)  # the file system cannot preallocate: a sparse file will do
+
+    # -- checks ------------------------------------------------------------------------
+    def _check_total(self, total: Optional[int]) -> None:
+        if total is not None and self.expected_size is not None and total != self.expected_size:
+            raise IntegrityError(
+                f"the server offers {total} bytes but {self.expected_size} were expected",
+                url=redact_url(self.spec.url), path=self.target)
+
+    def _preflight(self, needed: Optional[int], *, allocated: bool = False) -> None:
+        if not needed or allocated:
+            return
+        free = shutil.disk_usage(self.target.parent).free
+        if needed > free:
+            raise InsufficientSpaceError(
+                f"not enough disk space for {self.target.name}: {_mb(needed)} needed, "
+                f"{_mb(free)} free in {self.target.parent}", path=self.target)
+
+    def _finish(self, size: int, sha: Optional[str]) -> DownloadResult:
+        """Verify the part file, then move it to the final name atomically."""
+        self.reporter.set_state("verifying")
+        actual_size = os.fstat(self.fd).st_size
+        if self.info is not None and self.info.total is not None and actual_size != self.info.total:
+            raise IntegrityError(f"got {actual_size} bytes, the server announced {self.info.total}",
+                                 url=redact_url(self.spec.url), path=self.target)
+        if self.expected_size is not None and actual_size != self.expected_size:
+            raise IntegrityError(f"got {actual_size} bytes, expected {self.expected_size}",
+                                 url=redact_url(self.spec.url), path=self.target)
+        if sha is None and (self.expected_sha256 or self.config.verify_downloads):
+            sha = sha256_file(self.part, cancel=self.cancel)
+        if self.expected_sha256 and sha != self.expected_sha256:
+            raise IntegrityError(
+                f"sha256 mismatch for {self.target.name}: expected {self.expected_sha256}, got {sha}",
+                url=redact_url(self.spec.url), path=self.target)
+        if os.path.lexists(self.target) and not self.spec.overwrite:
+            # appeared while we downloaded: keep the verified part (a rerun finishes at once)
+            raise FileExistsConflictError(f"{self.target.name} appeared meanwhile; not overwritten",
+                                          path=self.target)
+        os.replace(self.part, self.target)
+        _fsync_dir(self.target.parent)
+        partfile.remove(self.sidecar)
+        self.info = PartInfo(url="")  # the part is gone: nothing to clean up
+        return self._result(size=actual_size, sha=sha, verified=bool(self.expected_sha256), skipped=False)
+
+    def _result(self, *, size: int, sha: Optional[str], verified: bool, skipped: bool) -> DownloadResult:
+        return DownloadResult(
+            filename=self.target.name, success=True, save_path=str(self.target),
+            size_downloaded=0 if skipped else max(0, size - self.resumed_from),
+            duration=time.monotonic() - self._started, verified=verified, sha256=sha,
+            url=redact_url(self.spec.url), resumed_from=self.resumed_from, skipped=skipped,
+            warnings=list(self.reporter.warnings),
+        )
+
+
+def _same_validators(info: PartInfo, etag: Optional[str], modified: Optional[str]) -> bool:
+    if info.etag:
+        return etag == info.etag
+    if info.last_modified:
+        return modified == info.last_modified
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"

@@ -1,0 +1,306 @@
+"""HTTP for downloads: one session factory, redirects followed by hand, status -> exception.
+
+Redirects are followed here rather than by requests so that every hop is checked against
+the host allow-list and gets its headers rebuilt: the token from ``auth_headers_for`` goes
+only to its own host, and caller-given credentials only to the first URL's origin.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Dict, List, Mapping, Optional, Tuple
+from urllib.parse import unquote, urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
+
+from ..errors import (
+    AccessDeniedError,
+    AuthRequiredError,
+    DownloadCancelledError,
+    DownloadError,
+    EarlyAccessError,
+    GatedRepoError,
+    NotFoundError,
+    RateLimitedError,
+    UnsafePathError,
+)
+from ..security import auth_headers_for, check_url, redact_text, redact_url, same_origin, validate_relative_path
+from .verify import sha256_or_none
+
+MAX_REDIRECTS = 10
+_REDIRECTS = (301, 302, 303, 307, 308)
+_CREDENTIAL_HEADERS = {"authorization", "cookie", "proxy-authorization"}
+
+
+def make_session(config, pool_size: int = 32) -> requests.Session:
+    """A requests Session for downloads (no env credentials, big connection pool)."""
+    session = requests.Session()
+    # trust_env would add ~/.netrc credentials and env proxies behind our back; proxies are
+    # passed explicitly per request instead (see open_url).
+    session.trust_env = False
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"User-Agent": config.user_agent, "Accept-Encoding": "identity"})
+    return session
+
+
+@dataclass
+class Opened:
+    """An open streaming response and what the redirect chain told us."""
+
+    response: requests.Response
+    #: the URL that answered (may hold a signed query: never log or store it unredacted)
+    url: str
+    #: sha256 / size promised by a hop (HF ``X-Linked-Etag`` / ``X-Linked-Size``)
+    hinted_sha256: Optional[str] = None
+    hinted_size: Optional[int] = None
+    hops: List[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> int:
+        return self.response.status_code
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.response.headers
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def open_url(
+    session: requests.Session,
+    url: str,
+    config,
+    *,
+    headers: Optional[Mapping[str, str]] = None,
+    range_start: Optional[int] = None,
+    range_end: Optional[int] = None,
+    if_range: Optional[str] = None,
+    timeout: Optional[float] = None,
+    cancel: Optional[threading.Event] = None,
+) -> Opened:
+    """GET ``url`` streaming, following redirects by hand with per-hop checks.
+
+    Returns the response of the last hop (2xx or 416); raises the mapped exception for
+    other statuses, ``HostNotAllowedError`` for a hop outside the allow-list.
+    """
+    allowed = config.effective_allowed_hosts
+    timeout = timeout or config.download_timeout
+    first = check_url(url, allowed)
+    current = first
+    opened = Opened(response=None, url=current)  # type: ignore[arg-type]
+    for _hop in range(MAX_REDIRECTS + 1):
+        if cancel is not None and cancel.is_set():
+            raise DownloadCancelledError("cancelled", url=redact_url(url))
+        check_url(current, allowed)
+        hop_headers = _hop_headers(first, current, headers, config)
+        if range_start is not None:
+            end = "" if range_end is None else str(range_end)
+            hop_headers["Range"] = f"bytes={range_start}-{end}"
+            if if_range:
+                hop_headers["If-Range"] = if_range
+        resp = session.get(
+            current,
+            headers=hop_headers,
+            stream=True,
+            allow_redirects=False,
+            timeout=(min(timeout, 30), timeout),
+            proxies=get_environ_proxies(current),
+        )
+        _collect_hints(opened, resp)
+        if resp.status_code in _REDIRECTS and resp.headers.get("Location"):
+            location = resp.headers["Location"]
+            resp.close()
+            opened.hops.append(redact_url(current) or "")
+            current = urljoin(current, location)
+            continue
+        if resp.status_code >= 400 and resp.status_code != 416:
+            try:
+                raise_for_status(resp, url)
+            finally:
+                resp.close()
+        opened.response = resp
+        opened.url = current
+        return opened
+    raise DownloadError(f"more than {MAX_REDIRECTS} redirects", url=redact_url(url))
+
+
+def _hop_headers(first: str, current: str, extra: Optional[Mapping[str, str]], config) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for key, value in (extra or {}).items():
+        if key.lower() in _CREDENTIAL_HEADERS and not same_origin(first, current):
+            continue  # caller credentials never follow a redirect to another origin
+        if key.lower() in ("range", "if-range"):
+            continue
+        out[key] = value
+    # auth_headers_for only answers for the Civitai base host / HF endpoint host
+    out.update(auth_headers_for(current, config))
+    return out
+
+
+def _collect_hints(opened: Opened, resp: requests.Response) -> None:
+    linked = sha256_or_none(resp.headers.get("X-Linked-Etag"))
+    if linked is None and resp.headers.get("X-Repo-Commit"):
+        # HF resolve of an LFS file answered directly: its ETag is the sha256
+        linked = sha256_or_none(resp.headers.get("ETag"))
+    if linked and opened.hinted_sha256 is None:
+        opened.hinted_sha256 = linked
+    size = resp.headers.get("X-Linked-Size")
+    if size and size.isdigit() and opened.hinted_size is None:
+        opened.hinted_size = int(size)
+
+
+# -- status mapping ----------------------------------------------------------------------
+
+def raise_for_status(resp: requests.Response, url: str) -> None:
+    """Turn an error response into our exception (the one mapping of this layer)."""
+    status = resp.status_code
+    if status < 400:
+        return
+    safe_url = redact_url(url)
+    message = _server_message(resp)
+    text = f"HTTP {status} from {urlsplit(resp.url or url).hostname}" + (f": {message}" if message else "")
+    error_code = resp.headers.get("X-Error-Code", "")
+    if status == 401:
+        if error_code == "GatedRepo":
+            raise GatedRepoError(text, status=status, url=safe_url, backend="download")
+        raise AuthRequiredError(text + " (set CIVITAI_API_TOKEN or HF_TOKEN)", status=status, url=safe_url,
+                                backend="download")
+    if status == 403:
+        if error_code == "GatedRepo":
+            raise GatedRepoError(text, status=status, url=safe_url, backend="download")
+        if "early access" in message.lower() or "deadline" in message.lower():
+            raise EarlyAccessError(text, status=status, url=safe_url, backend="download")
+        raise AccessDeniedError(text, status=status, url=safe_url, backend="download")
+    if status in (404, 410):
+        raise NotFoundError(text, status=status, url=safe_url, backend="download")
+    if status == 429:
+        raise RateLimitedError(text, retry_after=_retry_after(resp), status=status, url=safe_url,
+                               backend="download")
+    raise DownloadError(text, url=safe_url, status=status)
+
+
+def _server_message(resp: requests.Response) -> str:
+    header = resp.headers.get("X-Error-Message")
+    if header:
+        return redact_text(header)[:300]
+    try:
+        body = resp.raw.read(4096, decode_content=True) or b""
+    except Exception:
+        return ""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return redact_text(text[:200])
+    if isinstance(data, dict):
+        parts = [str(data[k]) for k in ("error", "message", "detail", "deadline") if data.get(k)]
+        if data.get("deadline"):
+            parts.insert(0, "early access")
+        return redact_text("; ".join(parts))[:300]
+    return ""
+
+
+def _retry_after(resp: requests.Response) -> Optional[float]:
+    value = resp.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying (with resume): network drops, timeouts, 5xx, 429."""
+    if isinstance(exc, RateLimitedError):
+        return True
+    if isinstance(exc, DownloadError) and type(exc) is DownloadError and (exc.status or 0) >= 500:
+        return True
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                        TruncatedError)):
+        return True
+    try:
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        if isinstance(exc, Urllib3Error):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+class TruncatedError(DownloadError):
+    """The server closed the stream before the promised length (retried with Range)."""
+
+
+# -- headers -----------------------------------------------------------------------------
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)\s*/\s*(\d+|\*)\s*$", re.I)
+
+
+def parse_content_range(value: Optional[str]) -> Tuple[Optional[int], Optional[int], Optional[int]]:
+    """``bytes 5-9/10`` -> (5, 9, 10); ``bytes */10`` -> (None, None, 10); bad -> Nones."""
+    if not value:
+        return None, None, None
+    m = _CONTENT_RANGE.match(value)
+    if not m:
+        return None, None, None
+    start = int(m.group(1)) if m.group(1) is not None else None
+    end = int(m.group(2)) if m.group(2) is not None else None
+    total = int(m.group(3)) if m.group(3) != "*" else None
+    return start, end, total
+
+
+def content_length(resp: requests.Response) -> Optional[int]:
+    value = resp.headers.get("Content-Length", "")
+    return int(value) if value.strip().isdigit() else None
+
+
+def filename_from_disposition(value: Optional[str]) -> Optional[str]:
+    """The file name of a Content-Disposition header (RFC 6266 ``filename*`` preferred)."""
+    if not value:
+        return None
+    msg = Message()
+    msg["Content-Disposition"] = value
+    try:
+        name = msg.get_filename()  # decodes filename*=UTF-8''... (RFC 2231)
+    except Exception:
+        name = None
+    if name is None:
+        m = re.search(r'filename\s*=\s*"?([^";]+)"?', value, re.I)
+        name = m.group(1) if m else None
+    return name
+
+
+def filename_from_url(url: str) -> Optional[str]:
+    path = urlsplit(url).path
+    name = unquote(path.rsplit("/", 1)[-1]) if path else ""
+    return name or None
+
+
+_RESERVED = re.compile(r"^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$", re.I)
+
+
+def safe_server_filename(name: Optional[str]) -> str:
+    """A plain file name (no folders) from an untrusted server-given name.
+
+    Directory parts are dropped (``../../etc/passwd`` -> ``passwd``), control characters and
+    characters Windows forbids are replaced, reserved device names get a ``_`` prefix.  What
+    cannot be made safe raises UnsafePathError.
+    """
+    if not name:
+        raise UnsafePathError("the server gave no file name")
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join("_" if (ord(c) < 32 or c in '<>:"|?*\x7f') else c for c in base).strip().rstrip(". ")
+    if base in ("", ".", ".."):
+        raise UnsafePathError(f"no usable file name in {name[:80]!r}")
+    if _RESERVED.match(base):
+        base = "_" + base
+    return validate_relative_path(base, allow_subdirs=False)
