@@ -369,12 +369,15 @@ export class FixerController {
     for (const { key } of items) s.busy[key] = true;
     this.emit();
     try {
-      const { job_id: jobId } = await api.download(items.map((x) => x.item));
+      const res = await api.download(items.map((x) => x.item));
+      const jobId = res.job_id;
       for (const { key, choice } of items) {
         this.sources[key] = { url: choice.candidate?.download_url ?? choice.url, sha256: choice.sha256 };
       }
       this.watched.add(jobId);
-      await this.pollJob(jobId);
+      // Small files can be done before this answer arrives: the job in it may be final already.
+      if (res.job?.id === jobId) this.applyJob(res.job);
+      else await this.pollJob(jobId);
       return jobId;
     } catch (e) {
       this.notifyError("Download refused", e);

@@ -1,4 +1,4 @@
-// Tiny DOM builder.  Every string goes in through textContent or setAttribute, never innerHTML:
+// Tiny DOM builder.  Every string goes in as text (textContent, setAttribute), never parsed as HTML:
 // file names, URLs and messages come from workflows and hubs and are hostile input.
 
 const SAFE_PROTOCOLS = new Set(["http:", "https:"]);

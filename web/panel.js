@@ -465,7 +465,7 @@ export class FixerPanel {
     const status = (set) => h("span", { class: set ? "cf-good" : "cf-muted" }, set ? "set" : "not set");
     el.replaceChildren(
       h("summary", {}, "Tokens & settings"),
-      h("div", { class: "cf-form" },
+      h("form", { class: "cf-form", on: { submit: (e) => { e.preventDefault(); save(); } } },
         h("label", {}, "Civitai API key ", status(st?.civitai_token_set)), civitai,
         st?.civitai_token_set ? button("Clear", { kind: "small", onClick: () => c.saveSettings({ civitai_token: null }) }) : h("span"),
         h("label", {}, "Hugging Face token ", status(st?.hf_token_set)), hf,

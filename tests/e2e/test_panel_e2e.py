@@ -1,0 +1,298 @@
+"""The "Fix missing models" panel, end to end: a REAL ComfyUI 0.3.75 with this repo in
+custom_nodes, a REAL Chromium (Playwright), and the fake hub as the far side of the wire.
+
+The browser loads a real workflow (ComfyUI's own ``lora_multiple`` example) into the page, opens
+the panel with ``comfyfixer-open``, relinks the file found in a sub-folder, presses
+``comfyfixer-download-all`` and checks that the files arrive verified (sha256 equal to the
+hub's bytes) in ComfyUI's models folders, rows turn present, sources are embedded in the graph,
+and a page reload shows the finished job.  It runs against the frontend ComfyUI pins (1.32.x)
+and against the newest ``comfyui-frontend-package`` (``--front-end-root``).
+
+The pure helpers of web/ (formatting, URL and relink rules) are checked with Node, quickly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fakehub import FakeHub, blob
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+WEB = REPO / "web"
+SCREENSHOT = REPO / "docs" / "screenshot-panel.png"
+ARTIFACTS = HERE / "_artifacts"
+WORKFLOW = "comfyanonymous__ComfyUI_examples__lora_multiple.png.workflow.json"
+
+CKPT = "v1-5-pruned-emaonly.ckpt"                       # Hugging Face (pickle format)
+LORA = "epiNoiseoffset_v2.safetensors"                  # Civitai
+ELSEWHERE = "theovercomer8sContrastFix_sd15.safetensors"  # on disk, in loras/sd15/
+HOSTILE = '<img src=x onerror="window.__cfxPwned=1">.safetensors'  # file names are hostile input
+
+CKPT_BYTES = blob(3 * 1024 * 1024 + 17, seed=11)
+LORA_BYTES = blob(1536 * 1024 + 5, seed=12)
+ELSEWHERE_BYTES = blob(4096, seed=13)
+
+LOAD_JS = """async (wf) => {
+  // The frontends' own missing-model dialogs would cover the page; our panel is under test.
+  await window.app.loadGraphData(wf, true, true, null,
+    {showMissingModelsDialog: false, showMissingNodesDialog: false});
+}"""
+
+NODE_PROPS_JS = """(id) => {
+  const n = window.app.rootGraph.getNodeById(id);
+  return {widgets: n.widgets.map((w) => w.value), models: n.properties?.models ?? null};
+}"""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture
+def hub():
+    """Civitai has the LoRA, Hugging Face the checkpoint; the same bytes every run."""
+    with FakeHub() as h:
+        h.add_civitai_model("epi_noiseoffset", {LORA: LORA_BYTES}, type="LORA", version_name="v2",
+                            downloads=40000, tags=["noise offset"])
+        h.add_hf_repo("stable-diffusion-v1-5/stable-diffusion-v1-5", {CKPT: CKPT_BYTES, "README.md": b"# sd15\n"},
+                      downloads=900000, likes=5000)
+        yield h
+
+
+@pytest.fixture
+def workflow(shared_dir) -> dict:
+    wf = json.loads((shared_dir / "workflows" / WORKFLOW).read_text())
+    # One more LoraLoader whose file name is an XSS attempt: it must show up as plain text.
+    wf["nodes"].append({
+        "id": 50, "type": "LoraLoader", "pos": [100, 700], "size": [315, 126], "flags": {}, "order": 9, "mode": 0,
+        "inputs": [{"name": "model", "type": "MODEL", "link": None}, {"name": "clip", "type": "CLIP", "link": None}],
+        "outputs": [{"name": "MODEL", "type": "MODEL", "links": None}, {"name": "CLIP", "type": "CLIP", "links": None}],
+        "properties": {"Node name for S&R": "LoraLoader"}, "widgets_values": [HOSTILE, 1, 1],
+    })
+    wf["last_node_id"] = max(wf.get("last_node_id", 0), 50)
+    return wf
+
+
+def _server_env(hub: FakeHub, tmp_path: Path) -> dict:
+    return {
+        "COMFYFIXER_CIVITAI_BASE_URL": hub.civitai_url,
+        "HF_ENDPOINT": hub.hf_url,
+        "HF_HUB_DISABLE_XET": "1",
+        "COMFYFIXER_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "COMFYFIXER_STATE_DIR": str(tmp_path / "state"),
+        "COMFYFIXER_CACHE_DIR": str(tmp_path / "cache"),
+    }
+
+
+def _frontend_root(install, which: str):
+    return None if which == "pinned" else install.frontend_newest_static
+
+
+def _row(panel, filename: str):
+    value = filename.replace("\\", "\\\\").replace('"', '\\"')
+    return panel.locator(f'[data-testid="comfyfixer-row"][data-filename="{value}"]')
+
+
+def _open_panel(page):
+    from playwright.sync_api import expect
+
+    page.keyboard.press("Escape")  # a frontend toast or dialog may hold the focus
+    page.get_by_test_id("comfyfixer-open").click()
+    panel = page.get_by_test_id("comfyfixer-panel")
+    expect(panel).to_be_visible()
+    return panel
+
+
+def _files_under(root: Path):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+# ---------------------------------------------------------------- the browser test
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("frontend", ["pinned", "newest"])
+def test_fix_missing_models_in_the_browser(frontend, hub, workflow, tmp_path, comfyui_install, start_comfyui,
+                                           open_comfyui, page, page_logs):
+    from playwright.sync_api import expect
+
+    base = tmp_path / "comfy"
+    models = base / "models"
+    (models / "loras" / "sd15").mkdir(parents=True)
+    (models / "loras" / "sd15" / ELSEWHERE).write_bytes(ELSEWHERE_BYTES)
+    server = start_comfyui(base, front_end_root=_frontend_root(comfyui_install, frontend),
+                           env=_server_env(hub, tmp_path))
+    assert server.get_json("/comfyfixer/health")["comfyui"] is True
+
+    open_comfyui(server, page)
+    page.evaluate(LOAD_JS, workflow)
+
+    # The automatic check after load counts the missing files on the open button.
+    expect(page.get_by_test_id("comfyfixer-badge")).to_have_text("3", timeout=30_000)
+    assert page.get_by_test_id("comfyfixer-open").count() == 1
+
+    panel = _open_panel(page)
+    rows = panel.get_by_test_id("comfyfixer-row")
+    expect(rows).to_have_count(4, timeout=30_000)
+    expect(_row(panel, CKPT)).to_have_attribute("data-status", "missing")
+    expect(_row(panel, LORA)).to_have_attribute("data-status", "missing")
+    expect(_row(panel, ELSEWHERE)).to_have_attribute("data-status", "elsewhere")
+    expect(panel.get_by_test_id("comfyfixer-summary")).to_contain_text("3 missing")
+    expect(panel.get_by_test_id("comfyfixer-summary")).to_contain_text("1 elsewhere")
+
+    # Hostile names are text, never markup.
+    hostile = _row(panel, HOSTILE)
+    expect(hostile).to_have_attribute("data-status", "missing")
+    expect(hostile.locator(".cf-name")).to_have_text(HOSTILE)
+    assert hostile.locator("img").count() == 0
+    assert page.evaluate("() => window.__cfxPwned") is None
+
+    # The hub search fills the candidates: confidence as a percentage, the reason as text.
+    download_all = panel.get_by_test_id("comfyfixer-download-all")
+    expect(download_all).to_be_enabled(timeout=90_000)
+    lora_row = _row(panel, LORA)
+    expect(lora_row.get_by_test_id("comfyfixer-candidate")).to_be_visible()
+    expect(lora_row.locator(".cf-reason .cf-conf")).to_have_text(re.compile(r"^\d{1,3}%$"))
+    assert lora_row.get_by_test_id("comfyfixer-candidate").input_value() != "-1", "the exact Civitai match is confident"
+    expect(hostile.get_by_test_id("comfyfixer-url")).to_be_visible()  # nothing found: paste a URL
+
+    # A pickle checkpoint may be offered without being auto-chosen: the user picks it.
+    ckpt_select = _row(panel, CKPT).get_by_test_id("comfyfixer-candidate")
+    expect(ckpt_select).to_be_visible()
+    if ckpt_select.input_value() == "-1":
+        ckpt_select.select_option(index=1)
+    expect(download_all).to_have_text("Download all (2)")
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"panel-{frontend}.png"
+    page.screenshot(path=str(shot))
+    if frontend == "pinned" and (os.environ.get("COMFYFIXER_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists()):
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOT)
+
+    # Relink: the node now names the file where it really is.
+    _row(panel, ELSEWHERE).get_by_test_id("comfyfixer-relink").click()
+    expect(_row(panel, ELSEWHERE)).to_have_attribute("data-status", "present", timeout=30_000)
+    assert page.evaluate(NODE_PROPS_JS, 11)["widgets"][0] == f"sd15/{ELSEWHERE}"
+
+    # Download all: both files arrive, verified, and the rows turn present.
+    download_all.click()
+    for name in (CKPT, LORA):
+        expect(_row(panel, name)).to_have_attribute("data-status", "present", timeout=120_000)
+        progress = _row(panel, name).get_by_test_id("comfyfixer-progress")
+        expect(progress).to_have_attribute("data-state", "done")
+        expect(progress).to_have_attribute("aria-valuenow", "100")
+    expect(panel.get_by_test_id("comfyfixer-summary")).to_contain_text("1 missing")
+    expect(page.get_by_text("Missing models fixed").first).to_be_visible(timeout=15_000)
+    expect(page.get_by_test_id("comfyfixer-badge")).to_have_text("1")
+
+    assert _sha256((models / "checkpoints" / CKPT).read_bytes()) == _sha256(CKPT_BYTES)
+    assert _sha256((models / "loras" / LORA).read_bytes()) == _sha256(LORA_BYTES)
+    assert not [p for p in _files_under(models) if p.endswith((".part", ".incomplete", ".tmp"))], _files_under(models)
+
+    # The node combos know the new files (refreshComboInNodes ran).
+    values = page.evaluate("""() => window.app.rootGraph.getNodeById(10).widgets[0].options.values""")
+    assert LORA in values
+
+    # Embed sources: properties.models on the loaders, in the frontend's schema, no secrets.
+    lora_props = page.evaluate(NODE_PROPS_JS, 10)["models"]
+    ckpt_props = page.evaluate(NODE_PROPS_JS, 4)["models"]
+    assert lora_props and lora_props[-1]["name"] == LORA and lora_props[-1]["directory"] == "loras"
+    assert lora_props[-1]["hash"] == _sha256(LORA_BYTES) and lora_props[-1]["hash_type"] == "sha256"
+    assert lora_props[-1]["url"].startswith(hub.civitai_url + "/api/download/models/")
+    assert ckpt_props and ckpt_props[-1]["name"] == CKPT and ckpt_props[-1]["directory"] == "checkpoints"
+    assert ckpt_props[-1]["hash"] == _sha256(CKPT_BYTES)
+    saved = page.evaluate("() => JSON.stringify(window.app.rootGraph.serialize())")
+    assert "properties" in saved and hub.hf_url in saved and "token=" not in saved.lower()
+
+    # The server kept the job; a reload of the page shows it finished.
+    jobs = server.get_json("/comfyfixer/jobs")["jobs"]
+    job = next(j for j in jobs if j["kind"] == "download")
+    assert job["state"] == "done" and {i["state"] for i in job["items"]} == {"done"}
+    page.reload(wait_until="domcontentloaded")
+    page.wait_for_function("() => !!(window.app && window.app.graph && window.app.extensionManager)", timeout=60_000)
+    page.evaluate(LOAD_JS, workflow)
+    panel = _open_panel(page)
+    page.get_by_text("Downloads (").first.click()
+    finished = panel.locator(f'[data-testid="comfyfixer-job"][data-job-id="{job["id"]}"]')
+    expect(finished).to_have_attribute("data-state", "done", timeout=30_000)
+    expect(finished).to_contain_text(LORA)
+    expect(_row(panel, LORA)).to_have_attribute("data-status", "present", timeout=30_000)
+
+    ours = [e for e in page_logs.errors if "comfyfixer" in e.lower() or "extensions/ComfyFixerSmart" in e]
+    assert not ours, ours
+
+
+# ---------------------------------------------------------------- pure helpers, with Node
+
+NODE_SCRIPT = r"""
+import assert from "node:assert/strict";
+const web = process.argv[1];
+const f = await import(web + "/format.js");
+const g = await import(web + "/graph.js");
+
+assert.equal(f.formatBytes(0), "0 B");
+assert.equal(f.formatBytes(1536), "1.5 KB");
+assert.equal(f.formatBytes(5 * 1024 ** 3), "5.0 GB");
+assert.equal(f.formatBytes(null), "?");
+assert.equal(f.formatSpeed(2 * 1024 * 1024), "2.0 MB/s");
+assert.equal(f.formatSpeed(0), "");
+assert.equal(f.formatEta(42), "0:42");
+assert.equal(f.formatEta(3725), "1:02:05");
+assert.equal(f.formatEta(undefined), "");
+assert.equal(f.formatPercent(0.923), "92%");
+assert.equal(f.formatPercent(1.7), "100%");
+assert.equal(f.progressFraction(5, 10), 0.5);
+assert.equal(f.progressFraction(5, null), null);
+assert.equal(f.summaryText({missing: 3, present: 2, elsewhere: 1}), "3 missing · 2 present · 1 elsewhere");
+assert.equal(f.summaryText({missing: 0, present: 4, elsewhere: 0}), "0 missing · 4 present");
+assert.equal(f.progressText({downloaded: 1048576, total: 2097152, speed: 1048576, eta: 1, state: "downloading"}),
+             "1.0 MB / 2.0 MB · 1.0 MB/s · ETA 0:01");
+assert.equal(f.progressText({downloaded: 10, total: null, state: "connecting"}), "10 B / ?");
+assert.equal(f.basename("a/b\\c.safetensors"), "c.safetensors");
+assert.match(f.explainError({type: "GatedRepoError", message: "x"}).hint, /licence/);
+assert.equal(f.explainError({type: "Weird", message: "m"}).hint, "");
+
+assert.deepEqual(g.relinkTarget({directory: "loras", found_path: "loras/sd15/x.safetensors"}), {value: "sd15/x.safetensors"});
+assert.match(g.relinkTarget({directory: "loras", found_path: "checkpoints/x.safetensors", node_type: "LoraLoader"}).reason, /move the file/);
+assert.ok(g.relinkTarget({directory: "loras"}).reason);
+assert.equal(g.cleanSourceUrl("https://civitai.com/api/download/models/1?type=Model"), "https://civitai.com/api/download/models/1?type=Model");
+assert.equal(g.cleanSourceUrl("https://civitai.com/api/download/models/1?token=abc"), null);
+assert.equal(g.cleanSourceUrl("https://h/x?X-Amz-Signature=1"), null);
+assert.equal(g.cleanSourceUrl("https://user:pw@h/x"), null);
+assert.equal(g.cleanSourceUrl("javascript:alert(1)"), null);
+assert.deepEqual(g.modelEntry("a.safetensors", "loras", "https://h/a", "AB".repeat(32)),
+  {name: "a.safetensors", url: "https://h/a", directory: "loras", hash: "ab".repeat(32), hash_type: "sha256"});
+assert.deepEqual(g.modelEntry("a", "vae", "https://h/a", "nope"), {name: "a", url: "https://h/a", directory: "vae"});
+assert.equal(g.normName("a\\b/c"), "a/b/c");
+console.log("ok");
+"""
+
+
+def test_web_helpers_with_node():
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node is not installed")
+    res = subprocess.run([node, "--input-type=module", "-e", NODE_SCRIPT, WEB.as_uri()],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr or res.stdout
+
+
+def test_web_modules_never_use_innerhtml_and_one_module_calls_the_api():
+    sources = {p.name: p.read_text() for p in WEB.glob("*.js")}
+    assert {"comfyfixer.js", "api.js", "panel.js", "graph.js"} <= set(sources)
+    for name, text in sources.items():
+        assert "innerHTML" not in text and "insertAdjacentHTML" not in text and "outerHTML =" not in text, name
+        if name != "api.js":
+            assert "fetchApi" not in text and "fetch(" not in text, f"{name} must call the server through api.js"
+    assert "../../scripts/app.js" in sources["comfyfixer.js"]
