@@ -253,6 +253,7 @@ class Transfer:
         if status == 416:
             _, _, total = parse_content_range(opened.headers.get("Content-Range"))
             if offset > 0 and total == offset:
+                self.resumed_from = offset
                 return self._finish(offset, None)  # the part was already complete
             if offset == 0:
                 # an empty file, or a server that dislikes "bytes=0-": ask without Range

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Dict, List, Optional
 
-__all__ = ["FileServer", "Resource", "RecordedRequest", "payload"]
+__all__ = ["FileServer", "Resource", "RecordedRequest", "payload", "loopback_config"]
 
 
 def payload(size: int, seed: int = 0) -> bytes:
@@ -103,7 +103,7 @@ class _Handler(BaseHTTPRequestHandler):
         if res.hook is not None:
             res.hook(rec)
         if res.redirect:
-            return self._simple(rec, 302, b"", {"Location": res.redirect})
+            return self._simple(rec, 302, b"", {**res.headers, "Location": res.redirect})
         if res.status:
             return self._simple(rec, res.status, res.body, res.headers)
         data = res.data
@@ -264,3 +264,11 @@ class FileServer:
     def _leave(self) -> None:
         with self.lock:
             self.active -= 1
+
+
+def loopback_config(make_config, **overrides):
+    """A Config for download tests: both loopback names allowed, fast retries, small segments."""
+    base = dict(allowed_hosts=["127.0.0.1", "localhost"], backoff_base=0.01, backoff_max=0.05,
+                segment_min_size=4 * 1024 * 1024, download_timeout=10)
+    base.update(overrides)
+    return make_config(**base)
