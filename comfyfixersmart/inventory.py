@@ -67,22 +67,115 @@ class _Entry:
     rel: str  # '/' separated, relative to root
     root: str
     path: str  # absolute
-    info: Optional[ModelInfo]
+    root_index: int
+    info: Optional[ModelInfo] = None
 
 
-@dataclass
+_Key = Tuple[str, int, str]  # (folder key, root index, rel path)
+
+
 class _Index:
-    """Everything one build found; replaced as a whole by ``refresh`` (readers never see half)."""
+    """Everything one build found; replaced as a whole by ``refresh`` (readers never see half).
 
-    folders: Dict[str, List[Path]] = field(default_factory=dict)
-    entries: List[_Entry] = field(default_factory=list)
-    #: folder -> folded rel path -> first entry in folder order (the one ComfyUI loads)
-    by_rel: Dict[str, Dict[str, _Entry]] = field(default_factory=dict)
-    #: casefolded basename -> entries
-    by_name: Dict[str, List[_Entry]] = field(default_factory=dict)
-    by_path: Dict[str, _Entry] = field(default_factory=dict)
-    models_root: Optional[Path] = None
-    built_at: float = 0.0
+    Only what a presence check needs is built eagerly, with C-speed dict operations: per key
+    the relative paths of each root, and ``folded rel -> root index`` (first root wins, as in
+    ComfyUI).  File objects, the by-name and by-path indexes are built on first use.
+    """
+
+    def __init__(self, folders: Dict[str, List[Path]], models_root: Optional[Path], case_sensitive: bool):
+        self.folders = folders
+        self.models_root = models_root
+        self.case_sensitive = case_sensitive
+        #: folder -> [(root dir, [rel paths])], in root order
+        self.files: Dict[str, List[Tuple[str, List[str]]]] = {}
+        #: folder -> folded rel -> index of the first root holding it
+        self.by_rel: Dict[str, Dict[str, int]] = {}
+        #: case-insensitive mode only: folder -> folded rel -> rel as spelled on disk
+        self.spelling: Dict[str, Dict[str, str]] = {}
+        self.built_at = 0.0
+        self._entries: Dict[_Key, _Entry] = {}
+        self._by_name: Optional[Dict[str, List[_Key]]] = None
+        self._by_path: Optional[Dict[str, _Key]] = None
+        self._lock = threading.Lock()
+
+    def add(self, folder: str, roots: List[Tuple[str, List[str]]]) -> None:
+        self.files[folder] = roots
+        rel_map: Dict[str, int] = {}
+        if self.case_sensitive:
+            for i in range(len(roots) - 1, -1, -1):  # reversed, so the first root wins
+                rel_map.update(dict.fromkeys(roots[i][1], i))
+        else:
+            spelled: Dict[str, str] = {}
+            for i in range(len(roots) - 1, -1, -1):
+                for rel in roots[i][1]:
+                    folded = rel.casefold()
+                    rel_map[folded] = i
+                    spelled[folded] = rel
+            self.spelling[folder] = spelled
+        self.by_rel[folder] = rel_map
+
+    def __len__(self) -> int:
+        return sum(len(rels) for roots in self.files.values() for _root, rels in roots)
+
+    def fold(self, rel: str) -> str:
+        return rel if self.case_sensitive else rel.casefold()
+
+    def lookup(self, folder: str, rel: str) -> Optional[_Entry]:
+        """The file ComfyUI would load for ``folder``/``rel``, or None."""
+        rel_map = self.by_rel.get(folder)
+        if not rel_map:
+            return None
+        folded = self.fold(rel)
+        i = rel_map.get(folded)
+        if i is None:
+            return None
+        return self.entry((folder, i, rel if self.case_sensitive else self.spelling[folder][folded]))
+
+    def entry(self, key: _Key) -> _Entry:
+        entry = self._entries.get(key)
+        if entry is None:
+            folder, i, rel = key
+            root = self.files[folder][i][0]
+            path = os.path.join(root, rel if os.sep == "/" else rel.replace("/", os.sep))
+            entry = self._entries.setdefault(key, _Entry(folder, rel, root, path, i))
+        return entry
+
+    def keys(self, folder: Optional[str] = None) -> Iterator[_Key]:
+        """Every file (of one folder key), in folder and root order."""
+        for name in ([folder] if folder is not None else list(self.files)):
+            for i, (_root, rels) in enumerate(self.files.get(name, ())):
+                for rel in rels:
+                    yield (name, i, rel)
+
+    @property
+    def by_name(self) -> Dict[str, List[_Key]]:
+        """casefolded base name -> files; built on first use."""
+        if self._by_name is None:
+            with self._lock:
+                if self._by_name is None:
+                    index: Dict[str, List[_Key]] = {}
+                    for key in self.keys():
+                        index.setdefault(key[2].rpartition("/")[2].casefold(), []).append(key)
+                    self._by_name = index
+        return self._by_name
+
+    @property
+    def by_path(self) -> Dict[str, _Key]:
+        """absolute path -> file; built on first use."""
+        if self._by_path is None:
+            with self._lock:
+                if self._by_path is None:
+                    index: Dict[str, _Key] = {}
+                    for key in self.keys():
+                        folder, i, rel = key
+                        root = self.files[folder][i][0]
+                        index.setdefault(os.path.join(root, rel if os.sep == "/" else rel.replace("/", os.sep)), key)
+                    self._by_path = index
+        return self._by_path
+
+    def entry_at(self, path: str) -> Optional[_Entry]:
+        key = self.by_path.get(path)
+        return self.entry(key) if key is not None else None
 
 
 class ModelInventory:
@@ -97,7 +190,7 @@ class ModelInventory:
         self.config = config if config is not None else get_config()
         self.case_sensitive = _platform_case_sensitive() if case_sensitive is None else bool(case_sensitive)
         self._extensions = frozenset(e.lower() for e in self.config.model_extensions)
-        self._index = _Index()
+        self._index = _Index({}, None, self.case_sensitive)
         self._source: Optional[Tuple[str, object]] = None
         self._hash_cache = hash_cache
         self._lock = threading.Lock()
@@ -148,28 +241,19 @@ class ModelInventory:
 
     def _scan(self, folders: Dict[str, List[Path]], models_root: Optional[Path]) -> _Index:
         started = time.perf_counter()
-        idx = _Index(folders={k: list(v) for k, v in folders.items()}, models_root=models_root)
-        fold = self._fold
+        idx = _Index({k: list(v) for k, v in folders.items()}, models_root, self.case_sensitive)
         walked: Dict[str, List[str]] = {}  # the same dir under two keys is walked once
         for folder, roots in folders.items():
-            rel_map: Dict[str, _Entry] = {}
+            found: List[Tuple[str, List[str]]] = []
             for root in roots:
                 root_s = os.fspath(root)
                 rels = walked.get(root_s)
                 if rels is None:
                     rels = walked[root_s] = self._walk(root_s)
-                prefix = root_s.rstrip(os.sep) + os.sep
-                for rel in rels:
-                    entry = _Entry(folder, rel, root_s, prefix + (rel if os.sep == "/" else rel.replace("/", os.sep)), None)
-                    idx.entries.append(entry)
-                    key = fold(rel)
-                    if key not in rel_map:  # the first root wins, as in ComfyUI
-                        rel_map[key] = entry
-                    idx.by_name.setdefault(rel.rpartition("/")[2].casefold(), []).append(entry)
-                    idx.by_path.setdefault(entry.path, entry)
-            idx.by_rel[folder] = rel_map
+                found.append((root_s, rels))
+            idx.add(folder, found)
         idx.built_at = time.time()
-        log.info("inventory: %d model files in %d folder keys (%.0f ms)", len(idx.entries),
+        log.info("inventory: %d model files in %d folder keys (%.0f ms)", len(idx),
                  sum(1 for v in idx.by_rel.values() if v), (time.perf_counter() - started) * 1000)
         return idx
 
@@ -177,10 +261,8 @@ class ModelInventory:
         """Relative '/' paths of the model files under ``root`` (symlinks followed, loops cut)."""
         exts = self._extensions
         out: List[str] = []
-        try:
-            seen_real: Set[str] = {os.path.realpath(root)}
-        except OSError:
-            return out
+        append = out.append
+        seen_real: Optional[Set[str]] = None  # real paths of linked dirs, made on the first link
         stack: List[Tuple[str, str]] = [(root, "")]
         while stack:
             path, rel_prefix = stack.pop()
@@ -194,28 +276,34 @@ class ModelInventory:
             with it:
                 for e in it:
                     name = e.name
+                    # DirEntry answers is_dir/is_symlink from the directory listing itself:
+                    # no stat per file, except for symbolic links
                     try:
                         if e.is_dir():
                             if name in _SKIP_DIRS:
                                 continue
                             if e.is_symlink():
+                                if seen_real is None:
+                                    seen_real = {os.path.realpath(root)}
                                 real = os.path.realpath(e.path)
                                 if real in seen_real:  # a link back up the tree: no loops
                                     continue
                                 seen_real.add(real)
                             stack.append((e.path, rel_prefix + name + "/"))
                             continue
-                    except OSError:
-                        continue
-                    dot = name.rfind(".")
-                    if dot <= 0 or name[dot:].lower() not in exts or name.startswith("._"):
-                        continue
-                    try:
-                        if not e.is_file():  # broken link, socket ...
+                        dot = name.rfind(".")
+                        if dot <= 0:
+                            continue
+                        ext = name[dot:]
+                        if ext not in exts and ext.lower() not in exts:
+                            continue
+                        if name.startswith("._"):  # macOS resource forks beside the real file
+                            continue
+                        if e.is_symlink() and not e.is_file():  # a broken link
                             continue
                     except OSError:
                         continue
-                    out.append(rel_prefix + name)
+                    append(rel_prefix + name)
         return out
 
     # -- basic queries -------------------------------------------------------------------
@@ -229,11 +317,13 @@ class ModelInventory:
         return self._source is not None
 
     def __len__(self) -> int:
-        return len(self._index.entries)
+        return len(self._index)
 
     def __iter__(self) -> Iterator[ModelInfo]:
-        for entry in self._index.entries:
-            info = self._info(entry)
+        """Every indexed file (stat'ed now; files removed since the build are skipped)."""
+        idx = self._index
+        for key in idx.keys():
+            info = self._info(idx.entry(key))
             if info is not None:
                 yield info
 
@@ -253,10 +343,8 @@ class ModelInventory:
         key = self._folder_key(idx, type_or_folder)
         if key is None:
             return []
-        entries = [e for e in idx.entries if e.folder == key]
-        roots = {os.fspath(r): i for i, r in enumerate(idx.folders.get(key, []))}
-        entries.sort(key=lambda e: (roots.get(e.root, 0), e.rel))
-        return [info for info in map(self._info, entries) if info is not None]
+        entries = sorted(idx.keys(key), key=lambda k: (k[1], k[2]))
+        return [info for info in (self._info(idx.entry(k)) for k in entries) if info is not None]
 
     def _find(self, filename: str, folder: Optional[str]) -> Optional[_Entry]:
         idx = self._index  # one snapshot per call: refresh() may swap it meanwhile
@@ -282,13 +370,10 @@ class ModelInventory:
 
     def _lookup_rel(self, idx: _Index, folder: str, rel: str) -> Optional[_Entry]:
         """The entry ComfyUI would load for ``folder``/``rel`` (embedding stem rule included)."""
-        rel_map = idx.by_rel.get(folder)
-        if not rel_map:
-            return None
-        entry = rel_map.get(self._fold(rel))
+        entry = idx.lookup(folder, rel)
         if entry is None and folder == "embeddings" and not self._has_model_ext(rel):
             for ext in EMBEDDING_EXTENSIONS:
-                entry = rel_map.get(self._fold(rel + ext))
+                entry = idx.lookup(folder, rel + ext)
                 if entry is not None:
                     break
         return entry
@@ -300,7 +385,7 @@ class ModelInventory:
             names += [base + ext for ext in EMBEDDING_EXTENSIONS]
         out: List[_Entry] = []
         for name in names:
-            found = idx.by_name.get(name.casefold(), [])
+            found = [idx.entry(k) for k in idx.by_name.get(name.casefold(), ())]
             # exact case before other spellings
             out.extend(sorted(found, key=lambda e: e.rel.rpartition("/")[2] != name))
         return out
@@ -346,7 +431,7 @@ class ModelInventory:
         seen: Set[str] = set()
         if want_sha:
             for info in self._find_by_sha256(idx, want_sha):
-                entry = idx.by_path.get(info.path)
+                entry = idx.entry_at(info.path)
                 if entry is not None and entry.path not in seen:
                     seen.add(entry.path)
                     ranked.append(((0, entry.folder != key, entry.rel), entry))
@@ -426,7 +511,7 @@ class ModelInventory:
         digest = self.hash_cache.sha256(path, progress=progress)
         if isinstance(path_or_info, ModelInfo):
             path_or_info.sha256 = digest
-        entry = self._index.by_path.get(os.path.abspath(path))
+        entry = self._index.entry_at(os.path.abspath(path))
         if entry is not None and entry.info is not None:
             entry.info.sha256 = digest
         return digest
@@ -439,7 +524,7 @@ class ModelInventory:
     def _find_by_sha256(self, idx: _Index, value: str) -> List[ModelInfo]:
         out: List[ModelInfo] = []
         for key in self.hash_cache.lookup_sha256(value):
-            entry = idx.by_path.get(key.path)
+            entry = idx.entry_at(key.path)
             if entry is None:
                 continue
             try:
@@ -489,9 +574,6 @@ class ModelInventory:
         return save_json_file(data, path)
 
     # -- helpers -------------------------------------------------------------------------
-    def _fold(self, rel: str) -> str:
-        return rel if self.case_sensitive else rel.casefold()
-
     def _has_model_ext(self, name: str) -> bool:
         dot = name.rfind(".")
         return dot > 0 and name[dot:].lower() in self._extensions
