@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import copy
 import queue
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple, Union
@@ -163,11 +164,16 @@ class PlanOutcome:
 # -- persistence --------------------------------------------------------------------------------
 
 class JobStore(Protocol):
-    """Where jobs outlive the process.  ``save`` is called on every state change."""
+    """Where jobs outlive the process (the StateManager job queue in ComfyUI)."""
 
-    def save(self, record: Dict[str, Any]) -> None: ...
+    def create(self, kind: str, record: Dict[str, Any]) -> str:
+        """Store a new job; returns its id."""
 
-    def load(self, limit: int) -> List[Dict[str, Any]]: ...
+    def save(self, record: Dict[str, Any], item_ids: Optional[Sequence[str]] = None) -> None:
+        """Store a state change; ``item_ids``: only these items changed (None: all)."""
+
+    def load(self, limit: int) -> List[Dict[str, Any]]:
+        """Recent jobs, newest first; a job whose process died has ``"interrupted": True``."""
 
 
 class MemoryJobStore:
@@ -177,15 +183,16 @@ class MemoryJobStore:
         self._records: Dict[str, Dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def save(self, record: Dict[str, Any]) -> None:
-        import copy
+    def create(self, kind: str, record: Dict[str, Any]) -> str:
+        job_id = uuid.uuid4().hex
+        self.save({**record, "id": job_id, "kind": kind})
+        return job_id
 
+    def save(self, record: Dict[str, Any], item_ids: Optional[Sequence[str]] = None) -> None:
         with self._lock:
             self._records[record["id"]] = copy.deepcopy(record)
 
     def load(self, limit: int) -> List[Dict[str, Any]]:
-        import copy
-
         with self._lock:
             records = sorted(self._records.values(), key=lambda r: r.get("created") or 0, reverse=True)
             return copy.deepcopy(records[:limit])
@@ -220,6 +227,7 @@ class JobManager:
         self._history_limit = history_limit
         self._clock = clock
         self._lock = threading.RLock()
+        self._persist_lock = threading.Lock()
         self._jobs: Dict[str, Job] = {}
         self._cancel: Dict[Tuple[str, str], threading.Event] = {}
         self._last_progress: Dict[Tuple[str, str], float] = {}
@@ -233,25 +241,18 @@ class JobManager:
     # -- public API ---------------------------------------------------------------------------
     def submit_download(self, specs: Sequence[DownloadItemSpec]) -> Dict[str, Any]:
         """Queue the (validated) downloads as one job; returns the Job dict."""
-        job = Job(id=_new_id(), kind="download")
-        job.items = [JobItem.from_spec(str(i + 1), spec) for i, spec in enumerate(specs)]
         with self._lock:
             self._check_open()
-            self._jobs[job.id] = job
-            for it in job.items:
-                self._cancel[(job.id, it.id)] = threading.Event()
-        self._changed(job)
+        job = self._create("download", [JobItem.from_spec(str(i + 1), spec) for i, spec in enumerate(specs)])
         for it in job.items:
             self._start_item(job, it)
         return self.get(job.id)
 
     def submit_fix(self, planner: Callable[[], PlanOutcome]) -> Dict[str, Any]:
         """Queue a fix: ``planner`` (scan + resolve + plan, run in a thread) gives the items."""
-        job = Job(id=_new_id(), kind="fix")
         with self._lock:
             self._check_open()
-            self._jobs[job.id] = job
-        self._changed(job)
+        job = self._create("fix", [])
         self._planner_pool.submit(self._run_planner, job, planner)
         return self.get(job.id)
 
@@ -287,7 +288,7 @@ class JobManager:
                 return job.to_dict()
             self._cancel_item_locked(job, it)
             self._refresh_state_locked(job)
-        self._changed(job)
+        self._changed(job, [it])
         return self.get(job_id)
 
     def retry_item(self, job_id: str, item_id: str) -> Dict[str, Any]:
@@ -305,7 +306,7 @@ class JobManager:
             job.error = None
             self._cancel[(job.id, it.id)] = threading.Event()
             self._refresh_state_locked(job)
-        self._changed(job)
+        self._changed(job, [it])
         self._start_item(job, it)
         return self.get(job_id)
 
@@ -334,7 +335,7 @@ class JobManager:
             if job.cancel_requested:
                 return
             job.state = "resolving"
-        self._changed(job)
+        self._changed(job, [])
         try:
             outcome = planner()
         except Exception as exc:  # the job records why; the thread must survive
@@ -344,7 +345,7 @@ class JobManager:
                 job.error = _error_dict(exc) if isinstance(exc, ComfyFixerError) else {
                     "type": type(exc).__name__, "message": "resolving failed unexpectedly; see the server log"}
                 job.state = "cancelled" if job.cancel_requested else "failed"
-            self._changed(job)
+            self._changed(job, [])
             return
         with self._lock:
             n = 0
@@ -376,7 +377,7 @@ class JobManager:
             with self._lock:
                 it.state, it.error = "cancelled", {"type": "DownloadCancelledError", "message": "server is stopping"}
                 self._refresh_state_locked(job)
-            self._changed(job)
+            self._changed(job, [it])
 
     def _run_item(self, job: Job, it: JobItem) -> None:
         key = (job.id, it.id)
@@ -386,7 +387,7 @@ class JobManager:
                 return
             it.state = "connecting"
             self._refresh_state_locked(job)
-        self._changed(job, it)
+        self._changed(job, [it], progress_for=it)
         try:
             config = self._config()
             downloader = self._downloader_factory(config)
@@ -432,7 +433,7 @@ class JobManager:
                 self._last_progress[(job.id, it.id)] = now
                 progress = self._progress_dict(job, it)
         if state_changed:
-            self._changed(job)
+            self._changed(job, [it])
         if due:
             self._emit(EVENT_PROGRESS, progress)
 
@@ -465,7 +466,7 @@ class JobManager:
             self._refresh_state_locked(job)
             progress = self._progress_dict(job, it)
             self._last_progress.pop((job.id, it.id), None)
-        self._changed(job)
+        self._changed(job, [it])
         self._emit(EVENT_PROGRESS, progress)
 
     # -- state ------------------------------------------------------------------------------------
@@ -498,17 +499,23 @@ class JobManager:
         else:
             job.state = "done"
 
-    def _changed(self, job: Job, it: Optional[JobItem] = None) -> None:
-        """Persist and announce a state change (outside the lock: both may be slow)."""
-        with self._lock:
-            job.updated = time.time()
-            record = job.to_record()
-            public = job.to_dict()
-            progress = self._progress_dict(job, it) if it is not None else None
-        try:
-            self._store.save(record)
-        except Exception:  # a full disk must not stop the download itself
-            log.exception("could not persist job %s", job.id)
+    def _changed(self, job: Job, items: Optional[Sequence[JobItem]] = None, *,
+                 progress_for: Optional[JobItem] = None) -> None:
+        """Persist and announce a state change.  ``items``: the rows that changed (None: all).
+
+        Snapshot and save happen under one persist lock so the store never receives an
+        older snapshot after a newer one; events go out after it.
+        """
+        with self._persist_lock:
+            with self._lock:
+                job.updated = time.time()
+                record = job.to_record()
+                public = job.to_dict()
+                progress = self._progress_dict(job, progress_for) if progress_for is not None else None
+            try:
+                self._store.save(record, None if items is None else [it.id for it in items])
+            except Exception:  # a full disk must not stop the download itself
+                log.exception("could not persist job %s", job.id)
         self._emit(EVENT_JOB, public)
         if progress is not None:
             self._emit(EVENT_PROGRESS, progress)
@@ -540,7 +547,9 @@ class JobManager:
             except (KeyError, TypeError, ValueError):
                 log.warning("skipping a malformed stored job")
                 continue
-            if job.state not in JOB_FINAL or any(it.state in ITEM_ACTIVE for it in job.items):
+            if not record.get("interrupted") and job.state not in JOB_FINAL:
+                continue  # run by another live process sharing the state dir: not ours to show
+            if record.get("interrupted") or any(it.state in ITEM_ACTIVE for it in job.items):
                 for it in job.items:
                     if it.state in ITEM_ACTIVE:
                         it.state, it.speed, it.eta = "failed", 0.0, None
@@ -555,6 +564,27 @@ class JobManager:
             self._jobs[job.id] = job
         for job in interrupted:
             self._changed(job)
+
+    def _create(self, kind: str, items: List[JobItem]) -> Job:
+        """A new job, stored first so that its id comes from the store."""
+        draft = Job(id="", kind=kind, items=items)
+        job_id = self._store.create(kind, draft.to_record())
+        job = Job(id=job_id, kind=kind, created=draft.created, updated=draft.updated, items=items)
+        with self._lock:
+            self._jobs[job.id] = job
+            for it in items:
+                self._cancel[(job.id, it.id)] = threading.Event()
+            self._prune_locked()
+        self._emit(EVENT_JOB, self.get(job.id))
+        return job
+
+    def _prune_locked(self) -> None:
+        """Forget the oldest finished jobs beyond ``history_limit`` (the store keeps them)."""
+        finished = sorted((j for j in self._jobs.values() if j.state in JOB_FINAL), key=lambda j: j.created)
+        for job in finished[:max(0, len(self._jobs) - self._history_limit)]:
+            del self._jobs[job.id]
+            for it in job.items:
+                self._cancel.pop((job.id, it.id), None)
 
     def _job(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
@@ -615,10 +645,6 @@ class WorkerPool:
                 fn(*args)
             except Exception:  # the task records its own failures; this is a last resort
                 log.exception("background task failed")
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex[:16]
 
 
 def _default_downloader(config: Config) -> Downloader:

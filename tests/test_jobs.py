@@ -1,0 +1,318 @@
+"""JobManager: real downloads (DownloadManager + StateManager) from a local file server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dlserver import FileServer, payload
+
+from comfyfixersmart.errors import JobConflictError, JobNotFoundError
+from comfyfixersmart.service.jobs import JobManager, MemoryJobStore, PlanOutcome
+from comfyfixersmart.service.store import StateJobStore
+from comfyfixersmart.service.validation import validate_download_item
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Events:
+    """Collects what the page would receive over the websocket."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.items = []
+
+    def __call__(self, event, data):
+        with self.lock:
+            self.items.append((time.monotonic(), event, json.loads(json.dumps(data))))
+
+    def of(self, event):
+        with self.lock:
+            return [(t, d) for t, e, d in self.items if e == event]
+
+
+@pytest.fixture
+def server():
+    with FileServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def models(tmp_path):
+    root = tmp_path / "models"
+    for key in ("checkpoints", "loras"):
+        (root / key).mkdir(parents=True)
+    return {"checkpoints": [str(root / "checkpoints")], "loras": [str(root / "loras")]}
+
+
+@pytest.fixture
+def config(make_config):
+    return make_config(allowed_hosts=["127.0.0.1"], chunk_size=16 * 1024, download_timeout=10)
+
+
+@pytest.fixture
+def manager_factory(config):
+    made = []
+
+    def factory(**kw):
+        kw.setdefault("store", StateJobStore.from_config(config))
+        kw.setdefault("emit", Events())
+        manager = JobManager(config, **kw)
+        manager.events = kw["emit"]
+        made.append(manager)
+        return manager
+
+    yield factory
+    for manager in made:
+        manager.shutdown(wait=True)
+
+
+def spec(server, models, config, path, filename, directory="checkpoints", **extra):
+    raw = {"filename": filename, "directory": directory, "url": server.url(path), **extra}
+    return validate_download_item(raw, models, config)
+
+
+def wait_for(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+def test_download_job_runs_to_done(server, models, config, manager_factory):
+    a, b = payload(300_000, 1), payload(70_000, 2)
+    server.add("/a.safetensors", a)
+    server.add("/b.safetensors", b)
+    jobs = manager_factory()
+    job = jobs.submit_download([
+        spec(server, models, config, "/a.safetensors", "sd15/a.safetensors", sha256=hashlib.sha256(a).hexdigest()),
+        spec(server, models, config, "/b.safetensors", "b.safetensors", directory="loras", size=len(b)),
+    ])
+    assert job["kind"] == "download" and job["state"] in ("queued", "running")
+    assert jobs.wait_idle(15)
+    done = jobs.get(job["id"])
+    assert done["state"] == "done"
+    assert done["summary"] == {"total": 2, "done": 2, "failed": 0, "cancelled": 0}
+    first = done["items"][0]
+    assert first["state"] == "done" and first["downloaded"] == len(a) and first["error"] is None
+    assert first["sha256"] == hashlib.sha256(a).hexdigest()
+    assert Path(models["checkpoints"][0], "sd15", "a.safetensors").read_bytes() == a
+    assert Path(models["loras"][0], "b.safetensors").read_bytes() == b
+    # the page heard about it: job states and a final progress event per item
+    states = [d["state"] for _, d in jobs.events.of("comfyfixer.job") if d["id"] == job["id"]]
+    assert states[-1] == "done" and "running" in states
+    finals = [d for _, d in jobs.events.of("comfyfixer.progress") if d["state"] == "done"]
+    assert {d["item_id"] for d in finals} == {"1", "2"}
+    assert set(finals[0]) == {"job_id", "item_id", "key", "filename", "downloaded", "total", "speed", "eta", "state"}
+
+
+def test_integrity_failure_marks_item_failed_and_keeps_no_file(server, models, config, manager_factory):
+    server.add("/a.safetensors", payload(50_000, 3))
+    jobs = manager_factory()
+    job = jobs.submit_download([spec(server, models, config, "/a.safetensors", "a.safetensors", sha256="0" * 64)])
+    assert jobs.wait_idle(15)
+    done = jobs.get(job["id"])
+    assert done["state"] == "failed"
+    item = done["items"][0]
+    assert item["state"] == "failed" and item["error"]["type"] == "IntegrityError" and item["error"]["message"]
+    assert not Path(models["checkpoints"][0], "a.safetensors").exists()
+
+
+def test_cancel_one_item_while_the_other_finishes(server, models, config, manager_factory):
+    slow, fast = payload(2_000_000, 4), payload(40_000, 5)
+    server.add("/slow.safetensors", slow, rate=200_000)
+    server.add("/fast.safetensors", fast)
+    jobs = manager_factory()
+    job = jobs.submit_download([spec(server, models, config, "/slow.safetensors", "slow.safetensors"),
+                                spec(server, models, config, "/fast.safetensors", "fast.safetensors")])
+    wait_for(lambda: jobs.get(job["id"])["items"][0]["downloaded"] > 0)
+    jobs.cancel_item(job["id"], "1")
+    assert jobs.wait_idle(15)
+    done = jobs.get(job["id"])
+    assert [i["state"] for i in done["items"]] == ["cancelled", "done"]
+    assert done["state"] == "done"
+    assert not Path(models["checkpoints"][0], "slow.safetensors").exists()
+
+
+def test_cancel_whole_job(server, models, config, manager_factory):
+    for n in range(3):
+        server.add(f"/m{n}.safetensors", payload(2_000_000, 10 + n), rate=200_000)
+    jobs = manager_factory(max_workers=2)
+    job = jobs.submit_download([spec(server, models, config, f"/m{n}.safetensors", f"m{n}.safetensors")
+                                for n in range(3)])
+    wait_for(lambda: any(i["downloaded"] > 0 for i in jobs.get(job["id"])["items"]))
+    cancelled = jobs.cancel_job(job["id"])
+    assert cancelled["items"][2]["state"] == "cancelled"  # never started: settled at once
+    assert jobs.wait_idle(15)
+    done = jobs.get(job["id"])
+    assert done["state"] == "cancelled"
+    assert done["summary"]["cancelled"] == 3
+    assert not any(Path(models["checkpoints"][0], f"m{n}.safetensors").exists() for n in range(3))
+    assert jobs.cancel_job(job["id"])["state"] == "cancelled"  # idempotent
+
+
+def test_retry_a_failed_item(server, models, config, manager_factory):
+    data = payload(80_000, 6)
+    res = server.add("/flaky.safetensors", data, status=404, body=b"not yet")
+    jobs = manager_factory()
+    job = jobs.submit_download([spec(server, models, config, "/flaky.safetensors", "flaky.safetensors")])
+    assert jobs.wait_idle(15)
+    failed = jobs.get(job["id"])
+    assert failed["state"] == "failed" and failed["items"][0]["state"] == "failed"
+    res.status = None
+    retried = jobs.retry_item(job["id"], "1")
+    assert retried["items"][0]["state"] in ("queued", "connecting", "downloading", "verifying", "done")
+    assert jobs.wait_idle(15)
+    assert jobs.get(job["id"])["state"] == "done"
+    assert Path(models["checkpoints"][0], "flaky.safetensors").read_bytes() == data
+    with pytest.raises(JobConflictError):
+        jobs.retry_item(job["id"], "1")
+
+
+def test_unknown_ids(manager_factory):
+    jobs = manager_factory()
+    with pytest.raises(JobNotFoundError):
+        jobs.get("nope")
+    with pytest.raises(JobNotFoundError):
+        jobs.cancel_job("nope")
+
+
+def test_progress_is_throttled_per_item(server, models, config, manager_factory):
+    server.add("/slow.safetensors", payload(600_000, 7), rate=400_000)
+    jobs = manager_factory(progress_interval=0.5)
+    started = time.monotonic()
+    job = jobs.submit_download([spec(server, models, config, "/slow.safetensors", "slow.safetensors")])
+    assert jobs.wait_idle(15)
+    elapsed = time.monotonic() - started
+    events = [d for _, d in jobs.events.of("comfyfixer.progress") if d["job_id"] == job["id"]]
+    byte_events = [d for d in events if d["state"] == "downloading"]
+    # at most one per 0.5 s, plus the state changes, plus the final one
+    assert len(byte_events) <= elapsed / 0.5 + 2
+    assert events[-1]["state"] == "done" and events[-1]["downloaded"] == 600_000
+    downloaded = [d["downloaded"] for d in events]
+    assert downloaded == sorted(downloaded)
+
+
+def test_finished_jobs_survive_a_restart(server, models, config, manager_factory):
+    server.add("/a.safetensors", payload(20_000, 8))
+    first = manager_factory()
+    job = first.submit_download([spec(server, models, config, "/a.safetensors", "a.safetensors")])
+    assert first.wait_idle(15)
+    first.shutdown(wait=True)
+    again = manager_factory()  # a new process would build exactly this from the state dir
+    listed = again.list()
+    assert [j["id"] for j in listed] == [job["id"]]
+    assert listed[0]["state"] == "done" and listed[0]["items"][0]["state"] == "done"
+    assert listed[0]["items"][0]["url"] == server.url("/a.safetensors")
+
+
+def test_list_is_newest_first(server, models, config, manager_factory):
+    server.add("/a.safetensors", payload(1000, 9))
+    jobs = manager_factory(store=MemoryJobStore())
+    ids = []
+    for n in range(3):
+        ids.append(jobs.submit_download([spec(server, models, config, "/a.safetensors", f"a{n}.safetensors")])["id"])
+        time.sleep(0.01)
+    assert jobs.wait_idle(15)
+    assert [j["id"] for j in jobs.list()] == ids[::-1]
+
+
+def test_fix_job_runs_planner_then_downloads(server, models, config, manager_factory):
+    data = payload(30_000, 11)
+    server.add("/x.safetensors", data)
+    jobs = manager_factory()
+    gate = threading.Event()
+
+    def planner():
+        gate.wait(5)
+        return PlanOutcome(
+            items=[spec(server, models, config, "/x.safetensors", "x.safetensors")],
+            unresolved=[{"key": "loras/y.safetensors", "filename": "y.safetensors", "directory": "loras",
+                         "error": {"type": "LowConfidenceError", "message": "only 60% sure"}}])
+
+    job = jobs.submit_fix(planner)
+    wait_for(lambda: jobs.get(job["id"])["state"] == "resolving")
+    gate.set()
+    assert jobs.wait_idle(15)
+    done = jobs.get(job["id"])
+    assert done["kind"] == "fix"
+    assert [(i["filename"], i["state"]) for i in done["items"]] == [("x.safetensors", "done"), ("y.safetensors", "failed")]
+    assert done["state"] == "failed"  # something the user asked for is still missing
+    with pytest.raises(JobConflictError):
+        jobs.retry_item(job["id"], "2")  # nothing to download for a row without a source
+
+
+def test_fix_job_planner_failure_is_reported(manager_factory):
+    from comfyfixersmart.errors import WorkflowParseError
+
+    jobs = manager_factory()
+
+    def planner():
+        raise WorkflowParseError(None, "not a workflow")
+
+    job = jobs.submit_fix(planner)
+    assert jobs.wait_idle(15)
+    done = jobs.get(job["id"])
+    assert done["state"] == "failed"
+    assert done["error"]["type"] == "WorkflowParseError"
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from comfyfixersmart.settings import Config
+    from comfyfixersmart.service.jobs import JobManager
+    from comfyfixersmart.service.store import StateJobStore
+    from comfyfixersmart.service.validation import validate_download_item
+
+    state_dir, folder, url = sys.argv[1:4]
+    config = Config(state_dir=state_dir, cache_dir=state_dir + "/cache", log_dir=state_dir + "/logs",
+                    allowed_hosts=["127.0.0.1"], chunk_size=16384)
+    jobs = JobManager(config, store=StateJobStore.from_config(config))
+    item = validate_download_item({"filename": "big.safetensors", "directory": "checkpoints", "url": url},
+                                  {"checkpoints": [folder]}, config)
+    job = jobs.submit_download([item])
+    while jobs.get(job["id"])["items"][0]["downloaded"] < 200_000:
+        time.sleep(0.01)
+    print(job["id"], flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
+def test_interrupted_job_is_reported_and_retry_resumes(server, models, config, manager_factory):
+    data = payload(1_500_000, 12)
+    server.add("/big.safetensors", data, rate=300_000)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(config.state_dir), models["checkpoints"][0], server.url("/big.safetensors")],
+        stdout=subprocess.PIPE, text=True, cwd=str(REPO))
+    try:
+        job_id = child.stdout.readline().strip()
+        assert job_id, "child did not start its download"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    jobs = manager_factory()  # "ComfyUI restarted"
+    job = jobs.get(job_id)
+    assert job["state"] == "failed"
+    item = job["items"][0]
+    assert item["state"] == "failed" and item["error"]["type"] == "JobInterruptedError"
+    jobs.retry_item(job_id, "1")
+    assert jobs.wait_idle(20)
+    assert jobs.get(job_id)["state"] == "done"
+    assert Path(models["checkpoints"][0], "big.safetensors").read_bytes() == data
+    # the retry continued from the .part file instead of starting over
+    ranges = [r.header("Range") for r in server.requests_for("/big.safetensors") if r.method == "GET"]
+    assert any(r and not r.startswith("bytes=0-") for r in ranges), ranges
