@@ -250,27 +250,35 @@ class DownloadManager:
             name = str(model.get("filename") or model.get("url") or "?") if isinstance(model, Mapping) else "?"
             failed = _failure_result(name, "", exc, None, 0.0)
             return lambda: failed
-        item_id = model.get("item_id")
+        item_id = None if model.get("item_id") is None else str(model["item_id"])
+        # registered now, so cancel() reaches items still waiting for a worker
+        active = self._register(target, item_id, rel, None)
         return lambda: self._download(
             url, target, None, sha, size, model.get("headers"), bool(model.get("overwrite", overwrite)), on_event,
-            None, job_id, str(item_id) if item_id is not None else None, server_names=server_names,
-            source=model.get("source"), source_id=model.get("source_id"), rel_name=rel)
+            None, job_id, item_id, server_names=server_names,
+            source=model.get("source"), source_id=model.get("source_id"), rel_name=rel, active=active)
+
+    def _register(self, target: Path, item_id: Optional[str], rel_name: Optional[str],
+                  cancel_event: Optional[threading.Event]) -> _Active:
+        active = _Active(keys=_keys_for(target) | ({item_id} if item_id else set())
+                         | ({rel_name} if rel_name else set()), cancel=_Cancel(cancel_event))
+        with self._lock:
+            self._active.append(active)
+        return active
 
     def _download(self, url: str, target: Path, progress_callback: Optional[ProgressCallback],
                   expected_sha256: Optional[str], expected_size: Optional[int],
                   headers: Optional[Mapping[str, str]], overwrite: bool, on_event: Optional[EventCallback],
                   cancel_event: Optional[threading.Event], job_id: Optional[str], item_id: Optional[str], *,
                   server_names: bool, source: Optional[str], source_id: Optional[str],
-                  rel_name: Optional[str]) -> DownloadResult:
+                  rel_name: Optional[str], active: Optional[_Active] = None) -> DownloadResult:
         started = time.monotonic()
-        cancel = _Cancel(cancel_event)
-        active = _Active(keys=_keys_for(target) | ({item_id} if item_id else set())
-                         | ({rel_name} if rel_name else set()), cancel=cancel)
+        if active is None:
+            active = self._register(target, item_id, rel_name, cancel_event)
+        cancel = active.cancel
         reporter = ProgressReporter(rel_name or target.name, expected_size,
                                     on_event=self._state_hook(on_event, job_id, item_id or rel_name or target.name),
                                     progress_callback=progress_callback, job_id=job_id, item_id=item_id)
-        with self._lock:
-            self._active.append(active)
         acquired = False
         try:
             reporter.set_state("queued")
