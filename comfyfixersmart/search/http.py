@@ -264,7 +264,8 @@ class ApiClient:
             self.requests_sent += 1
 
     # -- retries ---------------------------------------------------------------
-    def call_with_retries(self, attempt: Callable[[], T], *, url: str, backend: Optional[str] = None) -> T:
+    def call_with_retries(self, attempt: Callable[[], T], *, url: str, backend: Optional[str] = None,
+                          retries: Optional[int] = None) -> T:
         """Run ``attempt`` (which raises our exceptions) with backoff on retryable failures.
 
         ``Retry-After`` / ``RateLimit t=`` are honoured up to ``backoff_max`` seconds; a server
@@ -272,7 +273,7 @@ class ApiClient:
         caller can tell the user when to come back.
         Network failures are retried once, then the host is marked down.
         """
-        retries = self.config.http_retries
+        retries = self.config.http_retries if retries is None else retries
         network_failures = 0
         n = 0
         while True:

@@ -1,0 +1,397 @@
+"""Hugging Face backend, through ``huggingface_hub.HfApi`` (endpoint and token from Config).
+
+Search finds candidate repos (``/api/models?search=`` on terms derived from the file name),
+then lists their files with sizes and LFS sha256 (``model_info(files_metadata=True)``: one
+request per repo) to find the exact file.  Gated repos are detected from the repo metadata
+and, for the files we would pick, by a HEAD on ``/resolve/`` (``get_hf_file_metadata``).
+
+huggingface_hub's exceptions are mapped to ours in ``map_hf_error`` (through the one mapping
+function ``http.error_for_response``); results are cached by our ``ResponseCache``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
+from urllib.parse import quote, unquote, urlsplit
+
+from ..datamodel import ModelDetails, ModelReference, SearchResult
+from ..errors import APISearchError, ComfyFixerError, NetworkError, NotFoundError, ValidationError
+from ..folders import LEGACY_FOLDERS, canonical_folder, type_for
+from ..logs import get_logger
+from ..security import redact_text, redact_url
+from . import names, ranking
+from .cache import MISS, ResponseCache
+from .http import ApiClient, error_for_response
+
+log = get_logger(__name__)
+
+NAME = "huggingface"
+#: repos whose file list is fetched per reference (most promising first)
+MAX_REPOS = 5
+#: default timeout of huggingface_hub's shared client for calls without their own timeout
+HF_CLIENT_TIMEOUT = 60.0
+
+_setup_lock = threading.Lock()
+_setup_done = False
+
+
+def _hub():
+    """Import huggingface_hub on first use, with telemetry off and a finite default timeout.
+
+    huggingface_hub's shared httpx client has no timeout by default; a hung server would
+    hang a search thread forever.  The factory is only replaced when it is still the
+    library's default (a host application's own factory is left alone).
+    """
+    global _setup_done
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    if not _setup_done:
+        with _setup_lock:
+            if not _setup_done:
+                constants.HF_HUB_DISABLE_TELEMETRY = True  # in case it was imported before the env var
+                try:
+                    import httpx2
+                    from huggingface_hub.utils import _http as hf_http
+
+                    default = getattr(hf_http, "default_client_factory", None)
+                    if default is not None and getattr(hf_http, "_GLOBAL_CLIENT_FACTORY", None) is default:
+                        def factory():
+                            client = default()
+                            client.timeout = httpx2.Timeout(HF_CLIENT_TIMEOUT, connect=10.0)
+                            return client
+
+                        huggingface_hub.set_client_factory(factory)
+                except Exception as exc:  # an unexpected huggingface_hub layout: keep its defaults
+                    log.debug("could not set huggingface_hub client timeout: %s", exc)
+                _setup_done = True
+    return huggingface_hub
+
+
+def map_hf_error(exc: BaseException, *, url: str, help_url: Optional[str] = None) -> ComfyFixerError:
+    """Our exception for one raised by huggingface_hub (or its HTTP client)."""
+    if isinstance(exc, ComfyFixerError):
+        return exc
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if response is not None and isinstance(status, int):
+        try:
+            body = response.text[:4000]
+        except Exception:  # a streamed body that was not read
+            body = ""
+        return error_for_response(status, headers=dict(response.headers), body=body,
+                                  url=str(getattr(response, "url", url)), backend=NAME, help_url=help_url)
+    kind = type(exc).__name__
+    text = redact_text(str(exc).splitlines()[0] if str(exc) else kind)[:200]
+    if "Timeout" in kind:
+        return NetworkError(f"huggingface timed out: {text}", url=redact_url(url), backend=NAME)
+    if kind in ("ConnectError", "NetworkError", "RemoteProtocolError", "ReadError", "WriteError",
+                "OfflineModeIsEnabled", "ProxyError", "ConnectionError"):
+        return NetworkError(f"cannot reach {urlsplit(url).netloc}: {text}", url=redact_url(url), backend=NAME)
+    if kind == "HFValidationError":
+        return ValidationError(f"not a Hugging Face repo id: {text}")
+    if isinstance(exc, ValueError):  # JSON decoding
+        return APISearchError(f"huggingface sent a malformed answer: {text}", url=redact_url(url), backend=NAME)
+    return APISearchError(f"huggingface request failed: {kind}: {text}", url=redact_url(url), backend=NAME)
+
+
+@dataclass(frozen=True)
+class HfLocation:
+    """A file on a Hub: ``repo_id``, ``revision``, ``path``."""
+
+    repo_id: str
+    revision: str
+    path: str
+
+
+def parse_hf_url(url: str) -> Optional[HfLocation]:
+    """``/{owner}/{name}/(resolve|blob|raw)/{rev}/{path}`` of a model repo; None otherwise."""
+    parts = [unquote(p) for p in urlsplit(url).path.split("/") if p]
+    if len(parts) >= 5 and parts[2] in ("resolve", "blob", "raw") and parts[0] not in ("datasets", "spaces", "api"):
+        return HfLocation(f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]))
+    return None
+
+
+def _folder_in_path(path: str, folder: Optional[str]) -> bool:
+    """The repo path names the folder (``split_files/vae/x``, ``unet/x`` for diffusion_models)."""
+    if not folder:
+        return False
+    dirs = [d.lower() for d in path.split("/")[:-1]]
+    wanted = {folder.lower()} | {k for k, v in LEGACY_FOLDERS.items() if v == folder}
+    return any(d in wanted for d in dirs)
+
+
+class HuggingFaceBackend:
+    """``SearchBackend`` for the Hugging Face Hub (``name = "huggingface"``)."""
+
+    name = NAME
+
+    def __init__(self, config, api: ApiClient):
+        self.config = config
+        self.api = api
+        self._hf_api = None
+        self._lock = threading.Lock()
+
+    @property
+    def hf(self):
+        """The ``HfApi`` (created on first use; token ``False`` = never a token from disk/env)."""
+        if self._hf_api is None:
+            with self._lock:
+                if self._hf_api is None:
+                    hub = _hub()
+                    self._hf_api = hub.HfApi(endpoint=self.config.hf_endpoint, token=self.config.hf_token or False,
+                                             library_name="comfyfixersmart", library_version="2.0.0")
+        return self._hf_api
+
+    def repo_page(self, repo_id: str) -> str:
+        return f"{self.config.hf_endpoint}/{repo_id}"
+
+    def resolve_url(self, repo_id: str, revision: str, path: str) -> str:
+        return f"{self.config.hf_endpoint}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(path)}"
+
+    # -- cached, retried calls ---------------------------------------------------------
+    def _call(self, op: str, args: str, fn: Callable[[], Any], *, url: str, help_url: Optional[str] = None,
+              retries: Optional[int] = None, cache: bool = True) -> Any:
+        auth = ResponseCache.auth_fingerprint(self.config.hf_token)
+        key = f"hf {self.config.hf_endpoint} {op} {args} auth={auth}"
+        store = self.api.cache if cache else None
+        if store is not None:
+            hit = store.get(key)
+            if hit is not MISS:
+                if isinstance(hit, dict) and hit.get("__negative__"):
+                    raise NotFoundError(hit.get("message", "not found (cached)"), status=hit.get("status", 404),
+                                        url=redact_url(url), backend=NAME, help_url=help_url)
+                return hit
+
+        def attempt() -> Any:
+            self.api.count_request()
+            try:
+                return fn()
+            except Exception as exc:
+                raise map_hf_error(exc, url=url, help_url=help_url) from None
+
+        try:
+            value = self.api.call_with_retries(attempt, url=url, backend=NAME, retries=retries)
+        except NotFoundError as exc:
+            if store is not None and exc.status in (404, 410):
+                store.put(key, {"__negative__": True, "status": exc.status, "message": str(exc)},
+                          ttl=store.negative_ttl)
+            raise
+        if store is not None:
+            store.put(key, value)
+        return value
+
+    def search_repos(self, term: str, limit: int = 20) -> List[Dict[str, Any]]:
+        """Repos whose id contains ``term``, most downloaded first."""
+        url = f"{self.config.hf_endpoint}/api/models?search={quote(term)}"
+
+        def fn() -> List[Dict[str, Any]]:
+            return [{"id": m.id, "downloads": m.downloads or 0, "likes": m.likes or 0,
+                     "gated": getattr(m, "gated", None) or False}
+                    for m in self.hf.list_models(search=term, limit=limit, sort="downloads")]
+
+        # list_models pages through huggingface_hub's own http_backoff (429/5xx, Retry-After,
+        # RateLimit): no second layer of retries on top of it.
+        return self._call("search", f"{term}|{limit}", fn, url=url, retries=0)
+
+    def repo_files(self, repo_id: str, revision: Optional[str] = None) -> Dict[str, Any]:
+        """Commit, gating and files (path, size, LFS sha256) of a repo, in one request."""
+        url = f"{self.config.hf_endpoint}/api/models/{repo_id}"
+        timeout = float(self.config.civitai_api_timeout)
+
+        def fn() -> Dict[str, Any]:
+            info = self.hf.model_info(repo_id, revision=revision, files_metadata=True, timeout=timeout)
+            files = []
+            for s in info.siblings or []:
+                lfs = getattr(s, "lfs", None)
+                sha = getattr(lfs, "sha256", None) if lfs is not None else None
+                files.append({"path": s.rfilename, "size": getattr(s, "size", None),
+                              "sha256": sha.lower() if isinstance(sha, str) else None, "lfs": lfs is not None})
+            return {"id": info.id or repo_id, "sha": info.sha, "gated": info.gated or False,
+                    "private": bool(info.private), "downloads": info.downloads or 0, "likes": info.likes or 0,
+                    "tags": list(info.tags or []), "pipeline_tag": info.pipeline_tag,
+                    "library_name": info.library_name, "files": files}
+
+        return self._call("files", f"{repo_id}@{revision or ''}", fn, url=url, help_url=self.repo_page(repo_id))
+
+    def file_metadata(self, repo_id: str, revision: str, path: str) -> Dict[str, Any]:
+        """HEAD ``/resolve/``: commit, etag (sha256 for LFS files) and size; raises GatedRepoError
+        when the account may not download it.  Successes are cached, refusals never."""
+        url = self.resolve_url(repo_id, revision, path)
+        hub = _hub()
+
+        def fn() -> Dict[str, Any]:
+            meta = hub.get_hf_file_metadata(url, token=self.config.hf_token or False,
+                                            timeout=float(self.config.civitai_api_timeout),
+                                            endpoint=self.config.hf_endpoint)
+            etag = (meta.etag or "").lower()
+            return {"commit": meta.commit_hash, "etag": etag, "size": meta.size,
+                    "sha256": etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None}
+
+        return self._call("head", f"{repo_id}@{revision}/{path}", fn, url=url, help_url=self.repo_page(repo_id))
+
+    # -- results ---------------------------------------------------------------------
+    def make_result(self, repo: Dict[str, Any], file: Dict[str, Any], *, folder: Optional[str], confidence: float,
+                    reason: str, save_as: Optional[str]) -> SearchResult:
+        repo_id = repo["id"]
+        revision = repo.get("sha") or "main"
+        path = file["path"]
+        gated = bool(repo.get("gated"))
+        page = self.repo_page(repo_id)
+        if gated:
+            reason += f" (gated: accept the licence at {page} and set HF_TOKEN)"
+        return SearchResult(
+            backend=NAME,
+            model_id=repo_id,
+            name=repo_id,
+            filename=names.basename(path),
+            model_type=type_for(folder) if folder else "unknown",
+            download_url=self.resolve_url(repo_id, revision, path),
+            size_bytes=file.get("size"),
+            hash_sha256=file.get("sha256"),
+            metadata={
+                "reason": reason,
+                "page_url": page,
+                "repo_id": repo_id,
+                "revision": revision,
+                "path": path,
+                "gated": gated,
+                "requires_auth": gated or bool(repo.get("private")),
+                "pickle": names.is_pickle(path),
+                "known_publisher": ranking.is_known_publisher(repo_id),
+                "downloads": repo.get("downloads") or 0,
+                "lfs": bool(file.get("lfs")),
+            },
+            confidence=round(confidence, 4),
+            directory=folder,
+            save_as=save_as or names.basename(path),
+        )
+
+    def _match_repo(self, repo: Dict[str, Any], wanted: str, folder: Optional[str], known: Optional[str],
+                    save_as: Optional[str]) -> List[SearchResult]:
+        out = []
+        publisher = ranking.is_known_publisher(repo["id"])
+        for file in repo.get("files", []):
+            path = file["path"]
+            if not names.has_model_extension(path):
+                continue
+            if known and file.get("sha256") == known:
+                out.append(self.make_result(repo, file, folder=folder, confidence=ranking.HASH_MATCH,
+                                            reason=f"sha256 match in {repo['id']}", save_as=save_as))
+                continue
+            match = ranking.name_match(wanted, path, folder_fits=None, known_publisher=publisher,
+                                       path_hint=_folder_in_path(path, folder))
+            if match is None:
+                continue
+            conf, words = match
+            result = self.make_result(repo, file, folder=folder, confidence=conf, reason=f"{words} in {repo['id']}",
+                                      save_as=save_as)
+            out.append(ranking.apply_known_hash(result, known))
+        return out
+
+    def _candidates(self, wanted: str, folder: Optional[str], known: Optional[str],
+                    save_as: Optional[str]) -> List[SearchResult]:
+        """Search repos term by term; list the files of the most promising ones; stop at a sure hit."""
+        core = names.core_normalized(wanted)
+        looked: set = set()
+        results: List[SearchResult] = []
+        for term in names.hf_search_terms(wanted):
+            repos = [r for r in self.search_repos(term) if r["id"] not in looked]
+
+            def promise(r: Dict[str, Any]):
+                repo_name = r["id"].split("/", 1)[-1]
+                return (ranking.is_known_publisher(r["id"]), names.similarity(repo_name, core), r["downloads"])
+
+            for repo in sorted(repos, key=promise, reverse=True):
+                if len(looked) >= MAX_REPOS:
+                    break
+                looked.add(repo["id"])
+                try:
+                    files = self.repo_files(repo["id"])
+                except NotFoundError:
+                    continue  # vanished or private since the search
+                results.extend(self._match_repo(files, wanted, folder, known, save_as))
+            if any(r.confidence >= ranking.EXACT_KNOWN_PUBLISHER for r in results) or len(looked) >= MAX_REPOS:
+                break
+        return results
+
+    def check_access(self, result: SearchResult) -> None:
+        """For a gated candidate: HEAD the file; a refusal is stored as ``metadata["access_error"]``
+        (the candidate stays: the user can accept the licence) and fills size/sha256 otherwise."""
+        meta = result.metadata
+        try:
+            info = self.file_metadata(meta["repo_id"], meta.get("revision") or "main", meta["path"])
+        except (APISearchError, ValidationError) as exc:
+            meta["access_error"] = exc.to_dict()
+            return
+        result.size_bytes = result.size_bytes or info.get("size")
+        result.hash_sha256 = result.hash_sha256 or info.get("sha256")
+
+    # -- SearchBackend ---------------------------------------------------------------
+    def resolve(self, reference: ModelReference) -> List[SearchResult]:
+        known = _sha256_of(reference)
+        results = self._candidates(reference.filename, canonical_folder(reference.expected_directory), known,
+                                   reference.filename)
+        for result in results:
+            if result.metadata.get("gated") and result.confidence >= ranking.EXACT_TYPE_UNKNOWN:
+                self.check_access(result)
+        return results
+
+    def search(self, query: str, folder: Optional[str] = None) -> List[SearchResult]:
+        if names.has_model_extension(query):
+            return self._candidates(query, folder, None, names.basename(query))
+        out: List[SearchResult] = []
+        for repo in self.search_repos(query, limit=10)[:3]:
+            try:
+                files = self.repo_files(repo["id"])
+            except NotFoundError:
+                continue
+            weights = [f for f in files["files"] if names.has_model_extension(f["path"])]
+            if not weights:
+                continue
+            best = max(weights, key=lambda f: (not names.is_pickle(f["path"]),
+                                               names.similarity(query, f["path"]), f.get("size") or 0))
+            sim = max(names.similarity(query, repo["id"].split("/", 1)[-1]), names.similarity(query, best["path"]))
+            conf = min(ranking.FUZZY_MAX, 0.4 + 0.35 * sim)
+            out.append(self.make_result(files, best, folder=folder, confidence=conf,
+                                        reason=f"repo matches the search {query!r}", save_as=None))
+        return out
+
+    def get_model_details(self, model_id: str) -> ModelDetails:
+        repo_id = str(model_id).strip().strip("/")
+        if repo_id.count("/") != 1:
+            raise ValidationError(f"a Hugging Face model id is 'owner/name', not {model_id!r}")
+        repo = self.repo_files(repo_id)
+        revision = repo.get("sha") or "main"
+        files = [{
+            "name": names.basename(f["path"]),
+            "path": f["path"],
+            "size_bytes": f.get("size"),
+            "sha256": f.get("sha256"),
+            "lfs": f.get("lfs"),
+            "pickle": names.is_pickle(f["path"]),
+            "download_url": self.resolve_url(repo_id, revision, f["path"]),
+        } for f in repo["files"]]
+        return ModelDetails(
+            backend=NAME,
+            model_id=repo_id,
+            name=repo_id,
+            model_type=repo.get("pipeline_tag") or "unknown",
+            page_url=self.repo_page(repo_id),
+            files=files,
+            versions=[{"id": revision, "name": "main"}],
+            metadata={k: repo.get(k) for k in ("gated", "private", "downloads", "likes", "tags", "library_name",
+                                                "pipeline_tag")},
+        )
+
+
+def _sha256_of(reference: ModelReference) -> Optional[str]:
+    value = (reference.hash or "").strip().lower()
+    if len(value) == 64 and all(c in "0123456789abcdef" for c in value) and (reference.hash_type or "sha256").lower() \
+            in ("sha256", "sha-256"):
+        return value
+    return None
