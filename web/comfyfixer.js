@@ -124,17 +124,19 @@ function syncOpenButton() {
     floating.hidden = true;
     document.body.appendChild(floating);
   }
-  if (barButton) {
-    floating.hidden = true;
-    delete floating.dataset.testid;
-    for (const other of document.querySelectorAll(`[data-testid="${OPEN_TESTID}"]`)) {
-      if (other !== barButton) delete other.dataset.testid;
-    }
-    decorate(barButton);
-  } else {
-    floating.hidden = false;
-    decorate(floating);
+  const active = barButton ?? floating;
+  floating.hidden = Boolean(barButton);
+  // A stale action-bar button (re-rendered by Vue) or the hidden floating one: no test ids.
+  for (const other of document.querySelectorAll(`[data-testid="${OPEN_TESTID}"]`)) {
+    if (other !== active) undecorate(other);
   }
+  if (active !== floating) undecorate(floating);
+  decorate(active);
+}
+
+function undecorate(button) {
+  delete button.dataset.testid;
+  button.querySelector(":scope > .comfyfixer-badge")?.remove();
 }
 
 function watchOpenButton() {

@@ -72,7 +72,7 @@ def hub():
 @pytest.fixture
 def workflow(shared_dir) -> dict:
     wf = json.loads((shared_dir / "workflows" / WORKFLOW).read_text())
-    # One more LoraLoader whose file name is an XSS attempt: it must show up as plain text.
+    # One more LoraLoader whose file name is an XSS attempt: it must never become markup.
     wf["nodes"].append({
         "id": 50, "type": "LoraLoader", "pos": [100, 700], "size": [315, 126], "flags": {}, "order": 9, "mode": 0,
         "inputs": [{"name": "model", "type": "MODEL", "link": None}, {"name": "clip", "type": "CLIP", "link": None}],
@@ -138,23 +138,23 @@ def test_fix_missing_models_in_the_browser(frontend, hub, workflow, tmp_path, co
     page.evaluate(LOAD_JS, workflow)
 
     # The automatic check after load counts the missing files on the open button.
-    expect(page.get_by_test_id("comfyfixer-badge")).to_have_text("3", timeout=30_000)
+    expect(page.get_by_test_id("comfyfixer-open").get_by_test_id("comfyfixer-badge")).to_have_text("2", timeout=30_000)
     assert page.get_by_test_id("comfyfixer-open").count() == 1
 
     panel = _open_panel(page)
     rows = panel.get_by_test_id("comfyfixer-row")
-    expect(rows).to_have_count(4, timeout=30_000)
+    expect(rows).to_have_count(3, timeout=30_000)
     expect(_row(panel, CKPT)).to_have_attribute("data-status", "missing")
     expect(_row(panel, LORA)).to_have_attribute("data-status", "missing")
     expect(_row(panel, ELSEWHERE)).to_have_attribute("data-status", "elsewhere")
-    expect(panel.get_by_test_id("comfyfixer-summary")).to_contain_text("3 missing")
+    expect(panel.get_by_test_id("comfyfixer-summary")).to_contain_text("2 missing")
     expect(panel.get_by_test_id("comfyfixer-summary")).to_contain_text("1 elsewhere")
 
-    # Hostile names are text, never markup.
-    hostile = _row(panel, HOSTILE)
-    expect(hostile).to_have_attribute("data-status", "missing")
-    expect(hostile.locator(".cf-name")).to_have_text(HOSTILE)
-    assert hostile.locator("img").count() == 0
+    # Hostile names are refused by the scanner; its warning quotes the name as text, never markup.
+    warnings = panel.locator(".cf-warnings")
+    warnings.locator("summary").click()
+    expect(warnings).to_contain_text(HOSTILE)
+    assert panel.locator("img").count() == 0
     assert page.evaluate("() => window.__cfxPwned") is None
 
     # The hub search fills the candidates: confidence as a percentage, the reason as text.
@@ -164,7 +164,7 @@ def test_fix_missing_models_in_the_browser(frontend, hub, workflow, tmp_path, co
     expect(lora_row.get_by_test_id("comfyfixer-candidate")).to_be_visible()
     expect(lora_row.locator(".cf-reason .cf-conf")).to_have_text(re.compile(r"^\d{1,3}%$"))
     assert lora_row.get_by_test_id("comfyfixer-candidate").input_value() != "-1", "the exact Civitai match is confident"
-    expect(hostile.get_by_test_id("comfyfixer-url")).to_be_visible()  # nothing found: paste a URL
+    expect(lora_row.get_by_test_id("comfyfixer-url")).to_be_visible()  # or paste a URL
 
     # A pickle checkpoint may be offered without being auto-chosen: the user picks it.
     ckpt_select = _row(panel, CKPT).get_by_test_id("comfyfixer-candidate")
@@ -192,9 +192,9 @@ def test_fix_missing_models_in_the_browser(frontend, hub, workflow, tmp_path, co
         progress = _row(panel, name).get_by_test_id("comfyfixer-progress")
         expect(progress).to_have_attribute("data-state", "done")
         expect(progress).to_have_attribute("aria-valuenow", "100")
-    expect(panel.get_by_test_id("comfyfixer-summary")).to_contain_text("1 missing")
+    expect(panel.get_by_test_id("comfyfixer-summary")).to_contain_text("0 missing")
     expect(page.get_by_text("Missing models fixed").first).to_be_visible(timeout=15_000)
-    expect(page.get_by_test_id("comfyfixer-badge")).to_have_text("1")
+    expect(page.get_by_test_id("comfyfixer-open").get_by_test_id("comfyfixer-badge")).to_be_hidden()
 
     assert _sha256((models / "checkpoints" / CKPT).read_bytes()) == _sha256(CKPT_BYTES)
     assert _sha256((models / "loras" / LORA).read_bytes()) == _sha256(LORA_BYTES)
@@ -228,6 +228,60 @@ def test_fix_missing_models_in_the_browser(frontend, hub, workflow, tmp_path, co
     expect(finished).to_have_attribute("data-state", "done", timeout=30_000)
     expect(finished).to_contain_text(LORA)
     expect(_row(panel, LORA)).to_have_attribute("data-status", "present", timeout=30_000)
+
+    ours = [e for e in page_logs.errors if "comfyfixer" in e.lower() or "extensions/ComfyFixerSmart" in e]
+    assert not ours, ours
+
+
+SUBGRAPH_WORKFLOW = "Comfy-Org__ComfyUI_frontend__missing_models_in_subgraph.json"
+SUBGRAPH_MODEL = "fake_model.safetensors"
+SUBGRAPH_BYTES = blob(2 * 1024 * 1024 + 3, seed=21)
+
+SUBGRAPH_PROPS_JS = """() => {
+  const root = window.app.rootGraph;
+  const sub = [...root.subgraphs.values()][0];
+  return [1, 5].map((id) => sub.getNodeById(id).properties?.models ?? null);
+}"""
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_subgraph_workflow_with_metadata_source(shared_dir, tmp_path, comfyui_install, start_comfyui,
+                                               open_comfyui, page, page_logs):
+    """The ComfyUI frontend's own fixture: the loaders live only inside a subgraph definition and
+    the workflow's top-level ``models`` names the source.  Serialising the root graph must carry
+    the subgraph, the download must land verified, and Embed sources must reach the inner nodes."""
+    from playwright.sync_api import expect
+
+    wf = json.loads((shared_dir / "workflows" / SUBGRAPH_WORKFLOW).read_text())
+    with FakeHub() as hub:
+        hub.add_hf_repo("comfy-org/fake-models", {SUBGRAPH_MODEL: SUBGRAPH_BYTES})
+        url = f"{hub.hf_url}/comfy-org/fake-models/resolve/main/{SUBGRAPH_MODEL}"
+        wf["models"][0]["url"] = url  # the fixture points at a devtools route that does not exist here
+        base = tmp_path / "comfy"
+        server = start_comfyui(base, front_end_root=comfyui_install.frontend_newest_static,
+                               env=_server_env(hub, tmp_path))
+        open_comfyui(server, page)
+        page.evaluate(LOAD_JS, wf)
+        panel = _open_panel(page)
+        row = _row(panel, SUBGRAPH_MODEL)
+        expect(row).to_have_attribute("data-status", "missing", timeout=30_000)
+        expect(row).to_contain_text("subgraph")
+        download_all = panel.get_by_test_id("comfyfixer-download-all")
+        expect(download_all).to_be_enabled(timeout=60_000)
+        download_all.click()
+        expect(row).to_have_attribute("data-status", "present", timeout=60_000)
+        target = base / "models" / "checkpoints" / SUBGRAPH_MODEL
+        assert _sha256(target.read_bytes()) == _sha256(SUBGRAPH_BYTES)
+
+        # Sources embedded on both loaders inside the subgraph definition.
+        expect(page.get_by_text("Missing models fixed").first).to_be_visible(timeout=15_000)
+        for models in page.evaluate(SUBGRAPH_PROPS_JS):
+            assert models and models[-1] == {"name": SUBGRAPH_MODEL, "url": url, "directory": "checkpoints",
+                                             "hash": _sha256(SUBGRAPH_BYTES), "hash_type": "sha256"}
+        saved = page.evaluate("() => window.app.rootGraph.serialize()")
+        inner = saved["definitions"]["subgraphs"][0]["nodes"]
+        assert all(n["properties"]["models"][-1]["url"] == url for n in inner)
 
     ours = [e for e in page_logs.errors if "comfyfixer" in e.lower() or "extensions/ComfyFixerSmart" in e]
     assert not ours, ours
