@@ -49,6 +49,8 @@ class ResponseCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        #: time source (replaceable in tests to age entries without sleeping)
+        self.clock = time.time
 
     @classmethod
     def for_config(cls, config) -> "ResponseCache":
@@ -101,7 +103,7 @@ class ResponseCache:
             except sqlite3.Error as exc:
                 self._disable(str(exc))
                 return MISS
-        if row is None or row[1] < time.time():
+        if row is None or row[1] < self.clock():
             self.misses += 1
             return MISS
         try:
@@ -121,7 +123,7 @@ class ResponseCache:
         except (TypeError, ValueError) as exc:
             log.debug("not caching %s: %s", key, exc)
             return
-        now = time.time()
+        now = self.clock()
         with self._lock:
             conn = self._connect()
             if conn is None:
@@ -141,7 +143,7 @@ class ResponseCache:
             if conn is None:
                 return 0
             try:
-                return conn.execute("DELETE FROM responses WHERE expires < ?", (time.time(),)).rowcount
+                return conn.execute("DELETE FROM responses WHERE expires < ?", (self.clock(),)).rowcount
             except sqlite3.Error as exc:
                 self._disable(str(exc))
                 return 0
@@ -161,7 +163,7 @@ class ResponseCache:
             conn = self._connect()
             if conn is None:
                 return 0
-            return conn.execute("SELECT COUNT(*) FROM responses WHERE expires >= ?", (time.time(),)).fetchone()[0]
+            return conn.execute("SELECT COUNT(*) FROM responses WHERE expires >= ?", (self.clock(),)).fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

@@ -287,8 +287,13 @@ class CivitaiBackend:
                 return hit
         results: List[SearchResult] = []
         types = civitai_types_for(folder)
-        for query in names.civitai_queries(reference.filename):
-            items = self.search_models(query, types)
+        queries = names.civitai_queries(reference.filename)
+        attempts = [(q, types) for q in queries]
+        if types and queries:
+            # a file-level type (a VAE inside a Checkpoint model) hides from the type filter
+            attempts.append((queries[0], []))
+        for query, filter_types in attempts:
+            items = self.search_models(query, filter_types)
             results.extend(self._match_items(items, reference.filename, folder, reference.filename))
             if any(r.confidence >= ranking.EXACT_TYPE_UNKNOWN for r in results):
                 break
