@@ -179,7 +179,8 @@ def test_sources_from_analysis_takes_the_chosen_candidates(subgraph_wf, make_con
                           "https://civitai.com/api/download/models/1", confidence=0.85)
     analysis = AnalysisResult(workflows=[data], references=[ref], resolutions=[Resolution(ref, [sure])])
     sources = sources_from_analysis(analysis, None, 0.9)
-    assert [(s.key, s.url, s.sha256) for s in sources] == [("checkpoints/fake_model.safetensors", sure.download_url, SHA)]
+    assert [(s.key, s.url, s.sha256) for s in sources] == [
+        ("checkpoints/fake_model.safetensors", sure.download_url, SHA)]
     # below the threshold: the workflow's own metadata URL is kept instead
     analysis.resolutions = [Resolution(ref, [unsure])]
     sources = sources_from_analysis(analysis, None, 0.9)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -249,7 +248,8 @@ def test_fix_job_runs_planner_then_downloads(server, models, config, manager_fac
     assert jobs.wait_idle(15)
     done = jobs.get(job["id"])
     assert done["kind"] == "fix"
-    assert [(i["filename"], i["state"]) for i in done["items"]] == [("x.safetensors", "done"), ("y.safetensors", "failed")]
+    assert [(i["filename"], i["state"]) for i in done["items"]] == [
+        ("x.safetensors", "done"), ("y.safetensors", "failed")]
     assert done["state"] == "failed"  # something the user asked for is still missing
     with pytest.raises(JobConflictError):
         jobs.retry_item(job["id"], "2")  # nothing to download for a row without a source
@@ -293,8 +293,8 @@ CHILD = textwrap.dedent("""
 
 @pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
 def test_interrupted_job_is_reported_and_retry_resumes(server, models, config, manager_factory):
-    data = payload(1_500_000, 12)
-    server.add("/big.safetensors", data, rate=300_000)
+    data = payload(1_200_000, 12)
+    server.add("/big.safetensors", data, rate=600_000)
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(config.state_dir), models["checkpoints"][0], server.url("/big.safetensors")],
         stdout=subprocess.PIPE, text=True, cwd=str(REPO))

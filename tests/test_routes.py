@@ -138,8 +138,10 @@ async def test_scan_reports_present_missing_and_optional(api):
     refs = {r["key"]: r for r in body["references"]}
     assert refs["checkpoints/present.safetensors"]["status"] == "present"
     lora = refs["loras/style/missing_lora.safetensors"]
-    assert lora["status"] == "missing" and lora["directory"] == "loras" and lora["filename"] == "style/missing_lora.safetensors"
-    assert lora["nodes"] == [{"node_id": 2, "node_type": "LoraLoader", "where": "widgets_values[0]", "subgraph_path": []}]
+    assert lora["status"] == "missing" and lora["directory"] == "loras"
+    assert lora["filename"] == "style/missing_lora.safetensors"
+    assert lora["nodes"] == [
+        {"node_id": 2, "node_type": "LoraLoader", "where": "widgets_values[0]", "subgraph_path": []}]
     assert refs["vae/muted.vae.safetensors"]["optional"] is True
     assert body["summary"] == {"total": 3, "present": 1, "elsewhere": 0, "missing": 1, "optional_missing": 1}
     assert isinstance(body["warnings"], list)
@@ -263,7 +265,7 @@ async def test_cancel_and_retry_rows(api, fake_hub, comfy_root):  # noqa: F811
 
 async def test_delete_cancels_the_whole_job(api, fake_hub):  # noqa: F811
     fake_hub.add_hf_repo("org/slow", {"a.safetensors": WEIGHTS, "b.safetensors": WEIGHTS + b"1"})
-    fake_hub.inject("*/org/slow/*", None, delay=2.0, times=None)
+    fake_hub.inject("*/org/slow/*", None, delay=0.5, times=None)
     items = [{"filename": f"{n}.safetensors", "directory": "vae",
               "url": fake_hub.hf_url + f"/org/slow/resolve/main/{n}.safetensors"} for n in "ab"]
     job_id = (await (await api.post("/comfyfixer/download", json={"items": items})).json())["job_id"]
@@ -316,7 +318,7 @@ async def test_token_set_in_the_panel_unlocks_a_gated_download(api, fake_hub, co
 
 # -- resolve and fix --------------------------------------------------------------------------------
 
-def metadata_workflow(fake_hub, sha):
+def metadata_workflow(sha):
     url = "https://huggingface.co/org/flux/resolve/main/flux-dev.safetensors"
     return ui_workflow(
         node(1, "UNETLoader", "flux/flux-dev.safetensors",
@@ -328,7 +330,7 @@ def metadata_workflow(fake_hub, sha):
 
 async def test_resolve_returns_candidates_and_the_choice(api, fake_hub):  # noqa: F811
     fake_hub.add_hf_repo("org/flux", {"flux-dev.safetensors": WEIGHTS})
-    wf = metadata_workflow(fake_hub, hashlib.sha256(WEIGHTS).hexdigest())
+    wf = metadata_workflow(hashlib.sha256(WEIGHTS).hexdigest())
     resp = await api.post("/comfyfixer/resolve", json={"workflow": wf})
     assert resp.status == 200, await resp.text()
     body = await resp.json()
@@ -345,7 +347,7 @@ async def test_resolve_returns_candidates_and_the_choice(api, fake_hub):  # noqa
 
 async def test_fix_scans_resolves_and_downloads_in_the_background(api, fake_hub, comfy_root):  # noqa: F811
     fake_hub.add_hf_repo("org/flux", {"flux-dev.safetensors": WEIGHTS})
-    wf = metadata_workflow(fake_hub, hashlib.sha256(WEIGHTS).hexdigest())
+    wf = metadata_workflow(hashlib.sha256(WEIGHTS).hexdigest())
     wf["nodes"].append(node(3, "LoraLoader", "nowhere_to_be_found_xyz.safetensors"))
     resp = await api.post("/comfyfixer/fix", json={"workflow": wf, "min_confidence": 0.9})
     assert resp.status == 202, await resp.text()

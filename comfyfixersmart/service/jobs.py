@@ -18,7 +18,7 @@ import uuid
 import copy
 import queue
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 from ..datamodel import DownloadResult, ProgressEvent
 from ..errors import ComfyFixerError, DownloadCancelledError, JobConflictError, JobNotFoundError
@@ -146,7 +146,8 @@ class Job:
 
     @classmethod
     def from_record(cls, data: Dict[str, Any]) -> "Job":
-        return cls(id=str(data["id"]), kind=str(data.get("kind") or "download"), state=str(data.get("state") or "failed"),
+        return cls(id=str(data["id"]), kind=str(data.get("kind") or "download"),
+                   state=str(data.get("state") or "failed"),
                    created=float(data.get("created") or 0.0), updated=float(data.get("updated") or 0.0),
                    items=[JobItem.from_record(i) for i in data.get("items") or []],
                    error=data.get("error"), cancel_requested=bool(data.get("cancel_requested")))

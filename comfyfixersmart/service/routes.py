@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence
 
 from aiohttp import web
@@ -33,7 +32,7 @@ from ..errors import (
     ValidationError,
     WorkflowParseError,
 )
-from ..folders import MODEL_FOLDERS, canonical_folder
+from ..folders import canonical_folder
 from ..logs import get_logger
 from ..security import redact_text
 from ..settings import Config, get_config

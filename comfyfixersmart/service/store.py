@@ -52,8 +52,8 @@ class StateJobStore:
             # the error dict travels in data ("error" is the queue's message column)
             data = {k: v for k, v in item.items() if k not in _ITEM_COLUMNS and k not in ("id", "error")}
             data["error_info"] = item_error
-            self.state.update_item(job_id, item["id"], status=item["state"], downloaded=int(item.get("downloaded") or 0),
-                                   total=item.get("total"),
+            self.state.update_item(job_id, item["id"], status=item["state"],
+                                   downloaded=int(item.get("downloaded") or 0), total=item.get("total"),
                                    error=item_error.get("message") if isinstance(item_error, dict) else None, **data)
 
     def load(self, limit: int) -> List[Dict[str, Any]]:
