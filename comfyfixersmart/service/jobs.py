@@ -240,6 +240,10 @@ class JobManager:
         self._recover()
 
     # -- public API ---------------------------------------------------------------------------
+    @property
+    def store(self) -> JobStore:
+        return self._store
+
     def submit_download(self, specs: Sequence[DownloadItemSpec]) -> Dict[str, Any]:
         """Queue the (validated) downloads as one job; returns the Job dict."""
         with self._lock:

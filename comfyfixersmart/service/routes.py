@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence
 
 from aiohttp import web
@@ -163,11 +164,13 @@ class FixerRoutes:
         self._folders = folders
         self._canonical = canonical
         self.comfyui = comfyui
-        self.tokens = tokens or TokenStore(self.base_config.state_dir)
-        if jobs is None:
-            jobs = JobManager(self.effective_config, store=job_store if job_store is not None else _state_store(
-                self.base_config), emit=emit, downloader_factory=downloader_factory)
-        self.jobs = jobs
+        self._tokens = tokens
+        self._jobs = jobs
+        self._job_store = job_store
+        self._emit = emit
+        self._downloader_factory = downloader_factory
+        # built on first use: registering inside ComfyUI starts no thread and opens no file
+        self._lazy_lock = threading.Lock()
 
     # -- configuration ----------------------------------------------------------------------
     @property
@@ -175,6 +178,24 @@ class FixerRoutes:
         if self._base_config is None:
             self._base_config = get_config()
         return self._base_config
+
+    @property
+    def tokens(self) -> TokenStore:
+        with self._lazy_lock:
+            if self._tokens is None:
+                self._tokens = TokenStore(self.base_config.state_dir)
+            return self._tokens
+
+    @property
+    def jobs(self) -> JobManager:
+        """The job manager (loads the stored jobs and starts its threads on first use)."""
+        tokens = self.tokens
+        with self._lazy_lock:
+            if self._jobs is None:
+                store = self._job_store if self._job_store is not None else _state_store(self.base_config)
+                self._jobs = JobManager(lambda: tokens.apply(self.base_config), store=store, emit=self._emit,
+                                        downloader_factory=self._downloader_factory)
+            return self._jobs
 
     def effective_config(self) -> Config:
         """The Config with the tokens and min_confidence stored from the panel applied."""
@@ -204,7 +225,11 @@ class FixerRoutes:
 
     def close(self) -> None:
         """Stop the job threads (cancels running downloads)."""
-        self.jobs.shutdown(wait=False)
+        with self._lazy_lock:
+            jobs, self._jobs = self._jobs, None
+        if jobs is not None:
+            # the store stays open: cancelled workers still record their final state in it
+            jobs.shutdown(wait=False)
 
     # -- handlers -----------------------------------------------------------------------------
     @_guarded
