@@ -179,10 +179,11 @@ def hf_search_terms(name: str, limit: int = 3) -> List[str]:
     sep = seps[0] if seps else "-"
     for n in range(len(words), 0, -1):
         add(sep.join(words[:n]))
-    if words:
-        head = re.match(r"[A-Za-z]+", words[0])
-        if head:
-            add(head.group(0))
+    terms = terms[: max(1, limit - 1)]
+    # the alphabetic head always gets a turn: "flux1-dev" is no substring of "FLUX.1-dev"
+    head = re.match(r"[A-Za-z]+", words[0]) if words else None
+    if head:
+        add(head.group(0))
     return terms[:limit]
 
 

@@ -117,8 +117,8 @@ def name_match(wanted: str, found: str, *, folder_fits: Optional[bool], known_pu
 
 def apply_known_hash(result: SearchResult, known_sha256: Optional[str]) -> SearchResult:
     """Raise to 1.0 when the candidate's sha256 equals the known one; cap it when it differs."""
-    if not known_sha256 or not result.hash_sha256:
-        return result
+    if not known_sha256 or not result.hash_sha256 or result.metadata.get("hash_from_reference"):
+        return result  # a hash copied from the reference proves nothing about the candidate
     if result.hash_sha256.lower() == known_sha256.lower():
         if result.confidence < HASH_MATCH:
             result.confidence = HASH_MATCH

@@ -99,7 +99,6 @@ class WorkflowBackend:
             filename=url_file,
             model_type=type_for(folder),
             download_url=download_url,
-            hash_sha256=known,
             metadata={**metadata, "reason": reason},
             confidence=confidence,
             directory=folder,
@@ -107,7 +106,12 @@ class WorkflowBackend:
         )
         if self.enrich and result.metadata.get("host_allowed", True):
             self._enrich(result, civ)
-        return [ranking.apply_known_hash(result, known)] if known else [result]
+        if known and result.hash_sha256:
+            ranking.apply_known_hash(result, known)  # the server's hash against the workflow's
+        elif known:
+            result.hash_sha256 = known  # unverified here: the download will check it
+            result.metadata["hash_from_reference"] = True
+        return [result]
 
     def _enrich(self, result: SearchResult, civ: dict) -> None:
         """Fill size/sha256 from the backend the URL points to; never drop the candidate."""
@@ -116,7 +120,7 @@ class WorkflowBackend:
             if meta.get("repo_id") and self.hf is not None:
                 info = self.hf.file_metadata(meta["repo_id"], meta["revision"], meta["path"])
                 result.size_bytes = info.get("size")
-                result.hash_sha256 = result.hash_sha256 or info.get("sha256")
+                result.hash_sha256 = info.get("sha256")
             elif meta.get("version_id") and self.civitai is not None:
                 version = self.civitai.version(meta["version_id"])
                 files = [f for f in version.get("files") or [] if isinstance(f, dict)]
@@ -130,7 +134,7 @@ class WorkflowBackend:
                     if full is not None:
                         result.model_id, result.name, result.filename = full.model_id, full.name, full.filename
                         result.size_bytes = full.size_bytes
-                        result.hash_sha256 = result.hash_sha256 or full.hash_sha256
+                        result.hash_sha256 = full.hash_sha256
                         meta.update({k: v for k, v in full.metadata.items() if k != "reason"})
         except NotFoundError as exc:
             result.confidence = min(result.confidence, 0.6)
