@@ -131,6 +131,7 @@ async def test_registers_routes_on_prompt_server(comfy, unload, aiohttp_client):
     # state lives in ComfyUI's system user folder, which ComfyUI never serves over HTTP
     assert routes.base_config.state_dir == comfy.base / "user" / "__comfyfixersmart"
     assert routes.base_config.comfyui_root == comfy.base
+    assert not (comfy.base / "user").exists()  # registering opened no file, started no thread
     try:
         app = web.Application()
         app.add_routes(comfy.instance.routes)

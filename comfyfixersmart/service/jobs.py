@@ -400,7 +400,9 @@ class JobManager:
                 result = downloader.download_model(
                     it.url, it.save_path, expected_sha256=it.sha256, expected_size=it.size,
                     on_event=lambda ev: self._on_progress(job, it, ev, cancel),
-                    cancel_event=cancel, job_id=job.id, item_id=it.id,
+                    # no job_id: this manager persists the job itself (the engine would
+                    # otherwise mirror its own item states into the same queue)
+                    cancel_event=cancel, item_id=it.id,
                 )
             finally:
                 close = getattr(downloader, "close", None)
