@@ -332,14 +332,16 @@ export class FixerPanel {
     const cand = selected >= 0 ? res.candidates[selected] : null;
     const details = cand
       ? h("div", { class: "cf-reason" },
-        h("span", { class: `cf-conf cf-conf-${confidenceLevel(cand.confidence)}`, title: "confidence" }, formatPercent(cand.confidence)),
-        h("span", {}, cand.reason ?? ""),
-        h("span", { class: "cf-sep" }, "·"),
-        h("span", { class: "cf-backend" }, cand.name && cand.name !== cand.filename ? `${cand.backend}: ${cand.name}` : cand.backend),
-        cand.page_url ? [h("span", { class: "cf-sep" }, "·"), link(cand.page_url, "page ↗")] : null,
-        cand.requires_auth ? h("span", { class: "cf-tag cf-tag-warn", title: "The hub wants a token for this file" }, "login required") : null,
-        cand.gated ? h("span", { class: "cf-tag cf-tag-warn", title: "Accept the licence on the model page first" }, "gated") : null,
-        cand.pickle ? h("span", { class: "cf-tag cf-tag-warn", title: "Pickle files (.ckpt/.pt/.bin) can run code when loaded" }, "pickle") : null)
+        h("div", {},
+          h("span", { class: `cf-conf cf-conf-${confidenceLevel(cand.confidence)}`, title: "confidence" }, formatPercent(cand.confidence)),
+          " ", cand.reason ?? ""),
+        h("div", { class: "cf-hint" },
+          cand.name && cand.name !== cand.filename ? `${cand.backend}: ${cand.name}` : cand.backend,
+          Number.isFinite(cand.size_bytes) ? ` · ${formatBytes(cand.size_bytes)}` : "",
+          cand.page_url ? [" · ", link(cand.page_url, "model page ↗")] : null,
+          cand.requires_auth ? h("span", { class: "cf-tag cf-tag-warn", title: "The hub wants a token for this file" }, "login required") : null,
+          cand.gated ? h("span", { class: "cf-tag cf-tag-warn", title: "Accept the licence on the model page first" }, "gated") : null,
+          cand.pickle ? h("span", { class: "cf-tag cf-tag-warn", title: "Pickle files (.ckpt/.pt/.bin) can run code when loaded" }, "pickle") : null))
       : h("div", { class: "cf-hint" }, res.chosen === null ? "No candidate is confident enough to take automatically." : "Skipped.");
     return [select, details, choice?.explicit && !pick?.url ? h("div", { class: "cf-hint" }, "Your choice") : null];
   }
