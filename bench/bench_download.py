@@ -1,0 +1,203 @@
+"""Download engine benchmark against curl (and aria2c when installed), on loopback.
+
+    python bench/bench_download.py [--size-mb 1024] [--capped-size-mb 1024] [--rate-mb 20] [--runs 2]
+
+1. Uncapped sendfile server, 1 GiB: our single stream vs ``curl -o`` and ``curl`` +
+   ``sha256sum``; ours both with the sha256 checked (hashed on a helper thread) and with
+   hashing off (``verify_downloads=False``, no expected hash); peak RSS of our download
+   process (``ru_maxrss`` of a fresh subprocess).  Ours also fsyncs before the rename;
+   curl does not (use ``--dir /dev/shm`` to take the disk out of the comparison).
+2. Server capping each connection (default 20 MB/s): our 4 Range segments vs curl (one
+   connection) and ``aria2c -x4 -s4``.
+Targets: single >= 0.9x curl, RSS <= 100 MB, segmented >= 3x curl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FAST_SERVER = REPO / "tests" / "dlserver" / "fast.py"
+MB = 1024 * 1024
+
+CHILD = r"""
+import json, resource, sys, time
+from comfyfixersmart.settings import Config
+from comfyfixersmart.download import DownloadManager
+url, dest, state, segments, sha = sys.argv[1:6]
+cfg = Config(allowed_hosts=["127.0.0.1"], state_dir=state, download_segments=int(segments),
+             segment_min_size=64 * 1024 * 1024, verify_downloads=bool(sha))
+t0 = time.perf_counter()
+with DownloadManager(cfg) as m:
+    r = m.download_model(url, dest, expected_sha256=sha or None)
+elapsed = time.perf_counter() - t0
+print(json.dumps({"ok": r.success, "error": r.error_message, "seconds": elapsed,
+                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def make_file(path: Path, size: int) -> str:
+    """Incompressible test file; returns its sha256."""
+    digest = hashlib.sha256()
+    block = os.urandom(MB)
+    with open(path, "wb") as fh:
+        left = size
+        i = 0
+        while left > 0:
+            # vary each MiB so no two blocks are equal
+            chunk = (i.to_bytes(8, "little") + block[8:])[:min(MB, left)]
+            fh.write(chunk)
+            digest.update(chunk)
+            left -= len(chunk)
+            i += 1
+    return digest.hexdigest()
+
+
+class Server:
+    def __init__(self, path: Path, rate: float | None):
+        cmd = [sys.executable, str(FAST_SERVER), str(path)] + (["--rate", str(rate)] if rate else [])
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if not line.startswith("PORT "):
+            raise RuntimeError("file server did not start")
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}/{path.name}"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def clean(dest: Path) -> None:
+    for p in dest.parent.glob(dest.name + "*"):
+        p.unlink()
+
+
+def run_curl(url: str, dest: Path) -> float:
+    clean(dest)
+    t0 = time.perf_counter()
+    subprocess.run(["curl", "-sS", "--fail", "-o", str(dest), url], check=True)
+    return time.perf_counter() - t0
+
+
+def run_curl_sha(url: str, dest: Path) -> float:
+    """curl, then sha256sum: what the generated script does."""
+    clean(dest)
+    t0 = time.perf_counter()
+    subprocess.run(["curl", "-sS", "--fail", "-o", str(dest), url], check=True)
+    subprocess.run(["sha256sum", str(dest)], check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def run_aria2(url: str, dest: Path, conns: int) -> float:
+    clean(dest)
+    t0 = time.perf_counter()
+    subprocess.run(["aria2c", "-q", f"-x{conns}", f"-s{conns}", "--min-split-size=1M", "--file-allocation=falloc",
+                    "--allow-overwrite=true", "--auto-file-renaming=false", "-d", str(dest.parent),
+                    "-o", dest.name, url], check=True)
+    return time.perf_counter() - t0
+
+
+def run_ours(url: str, dest: Path, state: Path, segments: int, sha: str) -> dict:
+    clean(dest)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-c", CHILD, url, str(dest), str(state), str(segments), sha],
+                         env=env, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if not result["ok"]:
+        raise RuntimeError(result["error"])
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--capped-size-mb", type=int, default=1024)
+    ap.add_argument("--rate-mb", type=float, default=20.0, help="per-connection cap in MB/s (1e6 bytes)")
+    ap.add_argument("--runs", type=int, default=2, help="uncapped runs per tool (best is kept)")
+    ap.add_argument("--skip-capped", action="store_true")
+    ap.add_argument("--dir", default=None, help="work folder (default: a temp dir under /tmp)")
+    args = ap.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="cfs-bench-", dir=args.dir))
+    report: dict = {}
+    try:
+        src = work / "model.safetensors"
+        sha = make_file(src, args.size_mb * MB)
+        dest = work / "out" / "model.safetensors"
+        dest.parent.mkdir()
+        state = work / "state"
+        size_mb = args.size_mb * MB / 1e6
+
+        server = Server(src, None)
+        times: dict = {"curl": [], "curl_sha256sum": [], "ours_verified": [], "ours_no_hash": []}
+        rss = []
+        try:
+            for _ in range(args.runs):  # interleaved, best kept: the machine may be shared
+                times["curl"].append(run_curl(server.url, dest))
+                times["curl_sha256sum"].append(run_curl_sha(server.url, dest))
+                r = run_ours(server.url, dest, state, 1, sha)
+                times["ours_verified"].append(r["seconds"])
+                rss.append(r["maxrss_mb"])
+                r = run_ours(server.url, dest, state, 1, "")
+                times["ours_no_hash"].append(r["seconds"])
+                rss.append(r["maxrss_mb"])
+        finally:
+            server.close()
+        best = {k: min(v) for k, v in times.items()}
+        report["uncapped"] = {
+            "size_mb": round(size_mb),
+            **{f"{k}_mb_s": round(size_mb / t, 1) for k, t in best.items()},
+            "ratio_verified_vs_curl": round(best["curl"] / best["ours_verified"], 2),
+            "ratio_verified_vs_curl_sha256sum": round(best["curl_sha256sum"] / best["ours_verified"], 2),
+            "ratio_no_hash_vs_curl": round(best["curl"] / best["ours_no_hash"], 2),
+            "peak_rss_mb": round(max(rss), 1),
+            "load_avg": round(os.getloadavg()[0], 1),
+        }
+        print(json.dumps({"uncapped": report["uncapped"]}), flush=True)
+
+        if not args.skip_capped:
+            csrc = src
+            csha = sha
+            if args.capped_size_mb != args.size_mb:
+                csrc = work / "capped.safetensors"
+                csha = make_file(csrc, args.capped_size_mb * MB)
+            cdest = work / "out" / csrc.name
+            csize = args.capped_size_mb * MB / 1e6
+            server = Server(csrc, args.rate_mb * 1e6)
+            try:
+                c_curl = run_curl(server.url, cdest)
+                c_ours = run_ours(server.url, cdest, state, 4, csha)
+                c_aria = run_aria2(server.url, cdest, 4) if shutil.which("aria2c") else None
+            finally:
+                server.close()
+            report["capped"] = {
+                "size_mb": round(csize), "per_connection_mb_s": args.rate_mb,
+                "curl_mb_s": round(csize / c_curl, 1),
+                "ours_4_segments_mb_s": round(csize / c_ours["seconds"], 1),
+                "ratio_vs_curl": round(c_curl / c_ours["seconds"], 2),
+                "aria2c_x4_mb_s": round(csize / c_aria, 1) if c_aria else None,
+                "ratio_vs_aria2c": round(c_aria / c_ours["seconds"], 2) if c_aria else None,
+                "peak_rss_mb": round(c_ours["maxrss_mb"], 1),
+            }
+            print(json.dumps({"capped": report["capped"]}), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    u = report["uncapped"]
+    ok = u["ratio_no_hash_vs_curl"] >= 0.9 and u["peak_rss_mb"] <= 100
+    if "capped" in report:
+        ok = ok and report["capped"]["ratio_vs_curl"] >= 3
+    print(json.dumps({"targets_met": ok}))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
