@@ -38,7 +38,8 @@ def sample(shared_dir, name):
 
 def test_real_search_body_exact_file(fake_hub, search, shared_dir):
     """The verbatim 2024 search body: the majicMIX file is found by exact name, with its real hash."""
-    fake_hub.inject("/api/v1/models", 200, body=sample(shared_dir, "models_search_checkpoint_highest_rated_2024-05.json"))
+    body = sample(shared_dir, "models_search_checkpoint_highest_rated_2024-05.json")
+    fake_hub.inject("/api/v1/models", 200, body=body)
     (best, *_) = search.resolve(ref("majicmixRealistic_v7.safetensors"))
     assert best.filename == "majicmixRealistic_v7.safetensors" and best.confidence >= 0.9
     assert best.hash_sha256 == "7c819b6d13663ed720c2254f4fe18373107dfef2448d337913c8fc545640881e"
@@ -68,7 +69,8 @@ def test_devdocs_body_truncated_hash_and_string_licence(fake_hub, search, shared
     (best,) = search.resolve(ref("waiIllustriousSDXL_v160.safetensors"))
     assert best.hash_sha256 is None  # "A5F58EB1C3..." is not a sha256
     assert best.confidence >= 0.9
-    fake_hub.inject("/api/v1/models/827184", 200, body=json.loads(sample(shared_dir, "models_search_devdocs.json"))["items"][0])
+    item = json.loads(sample(shared_dir, "models_search_devdocs.json"))["items"][0]
+    fake_hub.inject("/api/v1/models/827184", 200, body=item)
     details = search.get_model_details("civitai", "827184")
     assert details.metadata["allow_commercial_use"] == ["Image", "RentCivit"]
     assert details.files[0]["name"] == "waiIllustriousSDXL_v160.safetensors"

@@ -262,3 +262,17 @@ def test_cache_is_thread_safe(tmp_path):
     for t in threads:
         t.join()
     assert len(cache) == 400
+
+
+def test_concurrent_identical_requests_share_one_fetch(fake_hub, client):
+    fake_hub.latency = 0.2
+    url = _models_url(fake_hub)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(client.get_json(url, backend="civitai")))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 6 and all(r == results[0] for r in results)
+    assert fake_hub.request_count("/api/v1/models") == 1

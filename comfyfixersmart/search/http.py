@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+from concurrent.futures import Future
 import random
 import re
 import threading
@@ -224,6 +225,8 @@ class ApiClient:
         #: number of HTTP requests actually sent (cache hits not counted)
         self.requests_sent = 0
         self._count_lock = threading.Lock()
+        self._inflight: Dict[str, Future] = {}
+        self._inflight_lock = threading.Lock()
 
     @property
     def session(self) -> requests.Session:
@@ -262,6 +265,30 @@ class ApiClient:
     def count_request(self) -> None:
         with self._count_lock:
             self.requests_sent += 1
+
+    def single_flight(self, key: str, fetch: Callable[[], T]) -> T:
+        """Run ``fetch`` once for concurrent callers of the same ``key``; the others wait for
+        (and share) its result or exception.  Concurrent lookups of references that share a
+        search term then cost one request, not one per thread."""
+        with self._inflight_lock:
+            future = self._inflight.get(key)
+            owner = future is None
+            if owner:
+                future = Future()
+                self._inflight[key] = future
+        if not owner:
+            return future.result()
+        try:
+            value = fetch()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            with self._inflight_lock:
+                self._inflight.pop(key, None)
 
     # -- retries ---------------------------------------------------------------
     def call_with_retries(self, attempt: Callable[[], T], *, url: str, backend: Optional[str] = None,
@@ -336,16 +363,19 @@ class ApiClient:
         def attempt() -> Any:
             return self._get_once(url, params, backend=backend, help_url=help_url)
 
-        try:
-            data = self.call_with_retries(attempt, url=url, backend=backend)
-        except NotFoundError as exc:
-            if cache is not None and exc.status in (404, 410):
-                cache.put(key, {"__negative__": True, "status": exc.status, "message": str(exc)},
-                          ttl=cache.negative_ttl)
-            raise
-        if cache is not None:
-            cache.put(key, data)
-        return data
+        def fetch() -> Any:
+            try:
+                data = self.call_with_retries(attempt, url=url, backend=backend)
+            except NotFoundError as exc:
+                if cache is not None and exc.status in (404, 410):
+                    cache.put(key, {"__negative__": True, "status": exc.status, "message": str(exc)},
+                              ttl=cache.negative_ttl)
+                raise
+            if cache is not None:
+                cache.put(key, data)
+            return data
+
+        return self.single_flight(key, fetch)
 
     def _get_once(self, url: str, params: Params, *, backend: Optional[str], help_url: Optional[str]) -> Any:
         timeout = float(self.config.civitai_api_timeout)
@@ -353,7 +383,7 @@ class ApiClient:
         try:
             self.count_request()
             response = self.session.get(url, params=params, headers=headers, timeout=(min(10.0, timeout), timeout))
-        except requests.Timeout as exc:
+        except requests.Timeout:
             raise NetworkError(f"{backend or 'server'} timed out after {timeout:g}s",
                                url=redact_url(url), backend=backend) from None
         except requests.ConnectionError as exc:

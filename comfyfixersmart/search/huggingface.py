@@ -174,16 +174,19 @@ class HuggingFaceBackend:
             except Exception as exc:
                 raise map_hf_error(exc, url=url, help_url=help_url) from None
 
-        try:
-            value = self.api.call_with_retries(attempt, url=url, backend=NAME, retries=retries)
-        except NotFoundError as exc:
-            if store is not None and exc.status in (404, 410):
-                store.put(key, {"__negative__": True, "status": exc.status, "message": str(exc)},
-                          ttl=store.negative_ttl)
-            raise
-        if store is not None:
-            store.put(key, value)
-        return value
+        def fetch() -> Any:
+            try:
+                value = self.api.call_with_retries(attempt, url=url, backend=NAME, retries=retries)
+            except NotFoundError as exc:
+                if store is not None and exc.status in (404, 410):
+                    store.put(key, {"__negative__": True, "status": exc.status, "message": str(exc)},
+                              ttl=store.negative_ttl)
+                raise
+            if store is not None:
+                store.put(key, value)
+            return value
+
+        return self.api.single_flight(key, fetch)
 
     def search_repos(self, term: str, limit: int = 20) -> List[Dict[str, Any]]:
         """Repos whose id contains ``term``, most downloaded first."""

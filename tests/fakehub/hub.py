@@ -160,7 +160,7 @@ class FakeHub:
     async def _start_sites(self) -> None:
         apps = {"civitai": self._civitai_app(), "hf": self._hf_app(), "storage": self._storage_app()}
         for name, app in apps.items():
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
