@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Union
+from typing import Any, Callable, List, Mapping, Optional, Set, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -379,7 +379,8 @@ def _keys_for(key: Any) -> Set[str]:
 
 def _source_for(url: str, config: Config) -> str:
     host = (urlsplit(url).hostname or "").lower()
-    if host == (urlsplit(config.civitai_base_url).hostname or "").lower() or host.endswith(("civitai.com", "civitai.red")):
+    civitai = (urlsplit(config.civitai_base_url).hostname or "").lower()
+    if host == civitai or host.endswith(("civitai.com", "civitai.red")):
         return "civitai"
     if host == (urlsplit(config.hf_endpoint).hostname or "").lower() or host.endswith(("huggingface.co", "hf.co")):
         return "huggingface"
