@@ -296,6 +296,71 @@ def test_subgraph_workflow_with_metadata_source(shared_dir, tmp_path, comfyui_in
     assert not ours, ours
 
 
+AUTH_LORA = "detail_tweaker_xl.safetensors"
+AUTH_BYTES = blob(700 * 1024 + 9, seed=31)
+CIVITAI_KEY = "civitai-test-key-0123456789"
+
+
+def _single_lora_workflow(filename: str) -> dict:
+    return {
+        "last_node_id": 1, "last_link_id": 0, "links": [], "groups": [], "config": {}, "extra": {}, "version": 0.4,
+        "nodes": [{
+            "id": 1, "type": "LoraLoader", "pos": [100, 100], "size": [315, 126], "flags": {}, "order": 0, "mode": 0,
+            "inputs": [{"name": "model", "type": "MODEL", "link": None}, {"name": "clip", "type": "CLIP", "link": None}],
+            "outputs": [{"name": "MODEL", "type": "MODEL", "links": None}, {"name": "CLIP", "type": "CLIP", "links": None}],
+            "properties": {"Node name for S&R": "LoraLoader"}, "widgets_values": [filename, 1, 1],
+        }],
+    }
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_login_required_is_explained_then_token_and_retry_fix_it(tmp_path, comfyui_install, start_comfyui,
+                                                                 open_comfyui, page, page_logs):
+    """A Civitai file that needs a login: the row explains it, the token goes in through the
+    panel's settings (stored server-side, never shown again), and Retry fetches the file."""
+    from playwright.sync_api import expect
+
+    with FakeHub() as hub:
+        hub.add_civitai_model("Detail Tweaker XL", {AUTH_LORA: AUTH_BYTES}, type="LORA", requires_auth=True,
+                              base_model="SDXL 1.0")
+        hub.add_civitai_token(CIVITAI_KEY)
+        base = tmp_path / "comfy"
+        server = start_comfyui(base, env=_server_env(hub, tmp_path))
+        open_comfyui(server, page)
+        page.evaluate(LOAD_JS, _single_lora_workflow(AUTH_LORA))
+        panel = _open_panel(page)
+        row = _row(panel, AUTH_LORA)
+        select = row.get_by_test_id("comfyfixer-candidate")
+        expect(select).to_be_visible(timeout=60_000)
+        if select.input_value() == "-1":
+            select.select_option(index=1)
+        row.get_by_test_id("comfyfixer-download").click()
+
+        expect(row).to_have_attribute("data-state", "failed", timeout=60_000)
+        error = row.locator(".cf-error")
+        expect(error).to_contain_text("token")
+        assert not (base / "models" / "loras" / AUTH_LORA).exists()
+
+        panel.get_by_text("Tokens & settings").click()
+        key_input = panel.get_by_label("Civitai API key")
+        key_input.fill(CIVITAI_KEY)
+        panel.get_by_test_id("comfyfixer-save-settings").click()
+        expect(panel.locator(".cf-settings")).to_contain_text("Civitai API key set", timeout=15_000)
+        assert server.get_json("/comfyfixer/settings")["civitai_token_set"] is True
+        assert CIVITAI_KEY not in page.content()
+
+        row.get_by_test_id("comfyfixer-retry").click()
+        expect(row).to_have_attribute("data-status", "present", timeout=60_000)
+        assert _sha256((base / "models" / "loras" / AUTH_LORA).read_bytes()) == _sha256(AUTH_BYTES)
+        downloads = [r for r in hub.requests if "/api/download/models/" in r.path]
+        assert downloads and downloads[-1].authorization == f"Bearer {CIVITAI_KEY}"
+        assert CIVITAI_KEY not in server.log_text()
+
+    ours = [e for e in page_logs.errors if "comfyfixer" in e.lower() or "extensions/ComfyFixerSmart" in e]
+    assert not ours, ours
+
+
 # ---------------------------------------------------------------- pure helpers, with Node
 
 NODE_SCRIPT = r"""
