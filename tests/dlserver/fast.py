@@ -49,7 +49,10 @@ def make_app(path: str, rate: float | None) -> web.Application:
                 chunk = fh.read(min(256 * 1024, remaining))
                 if not chunk:
                     break
-                await resp.write(chunk)
+                try:
+                    await resp.write(chunk)
+                except ConnectionError:  # the client closed early (a stolen segment): normal
+                    return resp
                 sent += len(chunk)
                 remaining -= len(chunk)
                 ahead = sent / rate - (loop.time() - began)
