@@ -38,7 +38,24 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
         except OSError:
             pass
         raise
+    _fsync_dir(target.parent)
     return target
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); best effort, not possible on Windows."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_json_file(data: Any, path: PathLike, indent: int = 2) -> Path:

@@ -28,8 +28,14 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
         record.msg = redact_text(message)
         record.args = None
+        # Handlers format the traceback later, unfiltered; format it here, redacted, and
+        # Formatter.format() reuses exc_text instead of formatting exc_info again.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info)
         return True
 
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .errors import HostNotAllowedError, UnsafePathError
 
 _WINDOWS_RESERVED = {
-    "con", "prn", "aux", "nul",
+    "con", "prn", "aux", "nul", "conin$", "conout$",
     *(f"com{i}" for i in range(1, 10)),
     *(f"lpt{i}" for i in range(1, 10)),
 }
@@ -60,7 +60,8 @@ def validate_relative_path(name: str, *, allow_subdirs: bool = True) -> str:
             raise UnsafePathError(f"forbidden character in file name: {name!r}")
         if part.endswith((".", " ")):
             raise UnsafePathError(f"component may not end with a dot or space: {name!r}")
-        if part.split(".")[0].lower() in _WINDOWS_RESERVED:
+        # Windows ignores trailing spaces of the stem too: "nul .txt" is the NUL device
+        if part.split(".")[0].rstrip(" ").lower() in _WINDOWS_RESERVED:
             raise UnsafePathError(f"reserved device name: {name!r}")
         if len(part.encode("utf-8")) > _MAX_COMPONENT:
             raise UnsafePathError(f"file name component too long: {name[:60]!r}...")
@@ -80,11 +81,16 @@ def safe_join(root: os.PathLike | str, relative: str) -> Path:
     base = Path(root).expanduser().resolve()
     target = base.joinpath(*PurePosixPath(rel).parts)
     probe = target
-    while not probe.exists() and probe != base and probe.parent != probe:
+    # a dangling symlink "exists" for writing purposes: resolve it too (lexists, not exists)
+    while not os.path.lexists(probe) and probe != base and probe.parent != probe:
         probe = probe.parent
     resolved_probe = probe.resolve()
     for candidate in (str(target), str(resolved_probe)):
-        if os.path.commonpath([str(base), candidate]) != str(base):
+        try:
+            inside = os.path.commonpath([str(base), candidate]) == str(base)
+        except ValueError:  # different drives on Windows
+            inside = False
+        if not inside:
             raise UnsafePathError(f"{relative!r} leaves its folder")
     return target
 
@@ -146,16 +152,16 @@ def same_origin(a: str, b: str) -> bool:
 
 
 def auth_headers_for(url: str, config) -> Dict[str, str]:
-    """The Authorization header for ``url``: the Civitai token only for the Civitai base host,
-    the HF token only for the HF endpoint host; nothing for any other host."""
-    host = (urlsplit(url).hostname or "").lower()
-    civitai_host = (urlsplit(config.civitai_base_url).hostname or "").lower()
-    hf_host = (urlsplit(config.hf_endpoint).hostname or "").lower()
-    port = urlsplit(url).port
-    if config.civitai_token and host == civitai_host and port == urlsplit(config.civitai_base_url).port:
-        return {"Authorization": f"Bearer {config.civitai_token}"}
-    if config.hf_token and host == hf_host and port == urlsplit(config.hf_endpoint).port:
-        return {"Authorization": f"Bearer {config.hf_token}"}
+    """The Authorization header for ``url``: the Civitai token only for the Civitai base URL's
+    origin, the HF token only for the HF endpoint's origin (same scheme, host and port, so a
+    token never travels over plain http to a https endpoint); nothing for any other URL."""
+    try:
+        if config.civitai_token and same_origin(url, config.civitai_base_url):
+            return {"Authorization": f"Bearer {config.civitai_token}"}
+        if config.hf_token and same_origin(url, config.hf_endpoint):
+            return {"Authorization": f"Bearer {config.hf_token}"}
+    except ValueError:  # a malformed port: certainly not our endpoint
+        pass
     return {}
 
 
@@ -193,7 +199,11 @@ def redact_url(url: Optional[str]) -> Optional[str]:
 
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:token|key|api_key|apikey|access_token)=)[^&\s\"']+")
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&](?:token|key|api_key|apikey|access_token|sig|signature|x-amz-signature|x-amz-credential"
+    r"|x-amz-security-token|auth|password)=)[^&\s\"']+")
+#: ``scheme://user:password@`` inside free text (a URL quoted in a message)
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@\"']+:[^/\s@\"']*@")
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 
 
@@ -207,5 +217,6 @@ def redact_text(text: str) -> str:
         text = text.replace(secret, "***")
     text = _BEARER.sub(r"\1***", text)
     text = _QUERY_SECRET.sub(r"\1***", text)
+    text = _URL_USERINFO.sub(r"\1***@", text)
     text = _HF_TOKEN.sub("hf_***", text)
     return text

@@ -175,11 +175,16 @@ class Config:
             raise ConfigurationError("model_type_mapping", "must map node type names to folder keys")
         for name in ("civitai_token", "hf_token"):
             value = getattr(self, name)
+            if isinstance(value, str):
+                value = value.strip()  # a token pasted from a file keeps its newline
             if value is not None and (not isinstance(value, str) or any(c in value for c in "\r\n\0")):
                 raise ConfigurationError(name, "must be a single-line string")
-            if value == "":
-                setattr(self, name, None)
+            setattr(self, name, value or None)
             register_secret(getattr(self, name))
+        if not isinstance(self.user_agent, str) or not self.user_agent.strip() or any(
+                ord(c) < 32 or ord(c) == 127 for c in self.user_agent):
+            # it becomes an HTTP header: a CR/LF would inject headers
+            raise ConfigurationError("user_agent", "must be a non-empty single-line string")
         return self
 
     # -- loading -----------------------------------------------------------------
@@ -199,7 +204,13 @@ class Config:
             path = default_path
         if path is not None:
             values.update(_read_file(Path(path)))
-        values.update(_from_env(env))
+        from_env = _from_env(env)
+        if "allowed_hosts" in from_env:
+            # COMFYFIXER_ALLOWED_HOSTS extends the list of the layer below (file or defaults)
+            below = values.get("allowed_hosts", DEFAULT_ALLOWED_HOSTS)
+            below = _split(below) if isinstance(below, str) else list(below)
+            from_env["allowed_hosts"] = below + [h for h in from_env["allowed_hosts"] if h not in below]
+        values.update(from_env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -235,8 +246,8 @@ def _from_env(env: Mapping[str, str]) -> Dict[str, Any]:
             continue
         name = var[len("COMFYFIXER_"):].lower()
         if name == "allowed_hosts":
-            # extends the defaults rather than replacing them
-            out["allowed_hosts"] = list(DEFAULT_ALLOWED_HOSTS) + _split(value)
+            # extends the lower layers rather than replacing them (see Config.load)
+            out["allowed_hosts"] = _split(value)
         elif name in fields:
             out[name] = _split(value) if name in ("workflow_dirs", "model_extensions") else value
     return out
