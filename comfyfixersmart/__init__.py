@@ -22,6 +22,10 @@ _EXPORTS = {
     "save_json_file": "fileutils",
     "ensure_directory": "fileutils",
     "get_logger": "logs",
+    # components
+    "ComfyFixerCore": "core",
+    "DownloadManager": "download",
+    "StateManager": "state",
     # data classes
     "ModelReference": "datamodel",
     "ModelLocation": "datamodel",
