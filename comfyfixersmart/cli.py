@@ -201,7 +201,7 @@ def _fix(args, config, out, err) -> int:
 
 
 def _annotate(args, config, out, err) -> int:
-    from .annotate import annotate_workflow, sources_from_analysis
+    from .annotate import annotate_workflow_with_count, sources_from_analysis
     from .fileutils import save_json_file
     from .scan import load_workflow
 
@@ -212,7 +212,7 @@ def _annotate(args, config, out, err) -> int:
             return EXIT_ERROR
         document = load_workflow(args.path)
         sources = sources_from_analysis(analysis, core, config.min_confidence)
-        annotated, count = annotate_workflow(document, sources)
+        annotated, count = annotate_workflow_with_count(document, sources, config=config)
     save_json_file(annotated, args.output)
     out.print(f"wrote {args.output}: sources embedded for {count} model reference(s)")
     return EXIT_OK
