@@ -26,6 +26,8 @@ _EXPORTS = {
     "ComfyFixerCore": "core",
     "DownloadManager": "download",
     "StateManager": "state",
+    "ModelSearch": "search",
+    "SearchBackend": "search",
     # data classes
     "ModelReference": "datamodel",
     "ModelLocation": "datamodel",

@@ -40,7 +40,7 @@ class ComfyFixerError(Exception):
     def to_dict(self) -> dict:
         """JSON-friendly description: ``{"type": ..., "message": ...}`` plus data attributes."""
         out: dict[str, Any] = {"type": type(self).__name__, "message": str(self)}
-        for key in ("status", "url", "path", "setting", "retry_after", "help_url", "backend"):
+        for key in ("status", "url", "path", "setting", "retry_after", "help_url", "backend", "deadline"):
             value = getattr(self, key, None)
             if value is not None:
                 out[key] = str(value) if key in ("path",) else value
