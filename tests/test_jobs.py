@@ -110,11 +110,18 @@ def test_download_job_runs_to_done(server, models, config, manager_factory):
     assert first["sha256"] == hashlib.sha256(a).hexdigest()
     assert Path(models["checkpoints"][0], "sd15", "a.safetensors").read_bytes() == a
     assert Path(models["loras"][0], "b.safetensors").read_bytes() == b
-    # the page heard about it: job states and a final progress event per item
-    states = [d["state"] for _, d in jobs.events.of("comfyfixer.job") if d["id"] == job["id"]]
-    assert states[-1] == "done" and "running" in states
-    finals = [d for _, d in jobs.events.of("comfyfixer.progress") if d["state"] == "done"]
-    assert {d["item_id"] for d in finals} == {"1", "2"}
+    # the page heard about it: job states and a final progress event per item (the job is
+    # final a moment before its last event is out, hence the wait)
+    def job_states():
+        return [d["state"] for _, d in jobs.events.of("comfyfixer.job") if d["id"] == job["id"]]
+
+    wait_for(lambda: job_states()[-1] == "done")
+    assert "running" in job_states()
+    def finals():
+        return [d for _, d in jobs.events.of("comfyfixer.progress") if d["state"] == "done"]
+
+    wait_for(lambda: {d["item_id"] for d in finals()} == {"1", "2"})
+    finals = finals()
     assert set(finals[0]) == {"job_id", "item_id", "key", "filename", "downloaded", "total", "speed", "eta", "state"}
 
 
@@ -196,7 +203,12 @@ def test_progress_is_throttled_per_item(server, models, config, manager_factory)
     job = jobs.submit_download([spec(server, models, config, "/slow.safetensors", "slow.safetensors")])
     assert jobs.wait_idle(15)
     elapsed = time.monotonic() - started
-    events = [d for _, d in jobs.events.of("comfyfixer.progress") if d["job_id"] == job["id"]]
+
+    def progress():
+        return [d for _, d in jobs.events.of("comfyfixer.progress") if d["job_id"] == job["id"]]
+
+    wait_for(lambda: progress()[-1]["state"] == "done")
+    events = progress()
     byte_events = [d for d in events if d["state"] == "downloading"]
     # at most one per 0.5 s, plus the state changes, plus the final one
     assert 1 <= len(byte_events) <= elapsed / 0.5 + 2

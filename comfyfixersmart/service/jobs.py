@@ -229,6 +229,7 @@ class JobManager:
         self._clock = clock
         self._lock = threading.RLock()
         self._persist_lock = threading.Lock()
+        self._emit_lock = threading.Lock()
         self._jobs: Dict[str, Job] = {}
         self._cancel: Dict[Tuple[str, str], threading.Event] = {}
         self._last_progress: Dict[Tuple[str, str], float] = {}
@@ -325,7 +326,8 @@ class JobManager:
         self._pool.shutdown(wait=wait)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Block until no job is unfinished (tests, CLI); False on timeout."""
+        """Block until no job is unfinished (tests, CLI); False on timeout.  The last
+        events of a job may go out a moment after it is seen finished."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
@@ -438,11 +440,10 @@ class JobManager:
             due = state_changed or now - last >= self._interval
             if due:
                 self._last_progress[(job.id, it.id)] = now
-                progress = self._progress_dict(job, it)
         if state_changed:
             self._changed(job, [it])
         if due:
-            self._emit(EVENT_PROGRESS, progress)
+            self._emit_progress(job, it)
 
     def _finish_item(self, job: Job, it: JobItem, cancel: threading.Event, *,
                      result: Optional[DownloadResult] = None, exc: Optional[BaseException] = None) -> None:
@@ -471,10 +472,8 @@ class JobManager:
                     it.error = {"type": result.error_type or "DownloadError",
                                 "message": redact_text(result.error_message) or "download failed"}
             self._refresh_state_locked(job)
-            progress = self._progress_dict(job, it)
             self._last_progress.pop((job.id, it.id), None)
-        self._changed(job, [it])
-        self._emit(EVENT_PROGRESS, progress)
+        self._changed(job, [it], progress_for=it)
 
     # -- state ------------------------------------------------------------------------------------
     def _cancel_item_locked(self, job: Job, it: JobItem) -> None:
@@ -510,21 +509,28 @@ class JobManager:
                  progress_for: Optional[JobItem] = None) -> None:
         """Persist and announce a state change.  ``items``: the rows that changed (None: all).
 
-        Snapshot and save happen under one persist lock so the store never receives an
-        older snapshot after a newer one; events go out after it.
+        Snapshot, save and the job event happen under one lock so neither the store nor the
+        page ever receives an older snapshot after a newer one.
         """
         with self._persist_lock:
             with self._lock:
                 job.updated = time.time()
                 record = job.to_record()
                 public = job.to_dict()
-                progress = self._progress_dict(job, progress_for) if progress_for is not None else None
             try:
                 self._store.save(record, None if items is None else [it.id for it in items])
             except Exception:  # a full disk must not stop the download itself
                 log.exception("could not persist job %s", job.id)
-        self._emit(EVENT_JOB, public)
-        if progress is not None:
+            # inside the lock: the page must get job snapshots in the order they were taken
+            self._emit(EVENT_JOB, public)
+        if progress_for is not None:
+            self._emit_progress(job, progress_for)
+
+    def _emit_progress(self, job: Job, it: JobItem) -> None:
+        """Send the item's current progress; ordered, so ``downloaded`` never goes back."""
+        with self._emit_lock:
+            with self._lock:
+                progress = self._progress_dict(job, it)
             self._emit(EVENT_PROGRESS, progress)
 
     def _progress_dict(self, job: Job, it: JobItem) -> Dict[str, Any]:
