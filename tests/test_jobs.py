@@ -328,3 +328,23 @@ def test_interrupted_job_is_reported_and_retry_resumes(server, models, config, m
     # the retry continued from the .part file instead of starting over
     ranges = [r.header("Range") for r in server.requests_for("/big.safetensors") if r.method == "GET"]
     assert any(r and not r.startswith("bytes=0-") for r in ranges), ranges
+
+
+def test_existing_files_are_never_overwritten(server, models, config, manager_factory):
+    data = payload(20_000, 13)
+    server.add("/same.safetensors", data)
+    server.add("/other.safetensors", payload(20_000, 14))
+    folder = Path(models["checkpoints"][0])
+    (folder / "same.safetensors").write_bytes(data)
+    (folder / "mine.safetensors").write_bytes(b"the user's own file")
+    jobs = manager_factory()
+    job = jobs.submit_download([
+        spec(server, models, config, "/same.safetensors", "same.safetensors", sha256=hashlib.sha256(data).hexdigest()),
+        spec(server, models, config, "/other.safetensors", "mine.safetensors"),
+    ])
+    assert jobs.wait_idle(15)
+    same, mine = jobs.get(job["id"])["items"]
+    assert same["state"] == "skipped"  # already there and verified: nothing fetched
+    assert mine["state"] == "failed" and mine["error"]["type"] == "FileExistsConflictError"
+    assert (folder / "mine.safetensors").read_bytes() == b"the user's own file"
+    assert jobs.get(job["id"])["summary"] == {"total": 2, "done": 1, "failed": 1, "cancelled": 0}
