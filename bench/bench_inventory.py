@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from comfyfixersmart.datamodel import ModelReference  # noqa: E402
-from comfyfixersmart.inventory import ModelInventory  # noqa: E402
-from comfyfixersmart.settings import Config  # noqa: E402
+from comfyfixersmart.datamodel import ModelReference
+from comfyfixersmart.inventory import ModelInventory
+from comfyfixersmart.settings import Config
 
 KEYS = ["checkpoints", "loras", "vae", "embeddings", "controlnet", "upscale_models", "unet", "clip",
         "ipadapter", "my_custom"]

@@ -321,7 +321,7 @@ class HashCache:
         for i in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
             part = wanted[i:i + 500]
             marks = ",".join("?" * len(part))
-            rows = self._run(lambda c: c.execute(
+            rows = self._run(lambda c, marks=marks, part=part: c.execute(
                 f"SELECT path, size, mtime_ns, sha256 FROM file_hashes WHERE path IN ({marks})",
                 part).fetchall())
             for path, size, mtime_ns, sha in rows:  # type: ignore[union-attr]

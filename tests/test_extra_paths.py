@@ -135,7 +135,7 @@ def test_normalises_paths(tmp_path):
 
 def test_is_default_paths_come_first_and_duplicates_move(tmp_path):
     root = tmp_path / "ComfyUI"
-    yml = _yaml(tmp_path, """\
+    _yaml(tmp_path, """\
         first:
             base_path: /first
             loras: loras

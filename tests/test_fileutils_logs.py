@@ -159,7 +159,7 @@ def test_tracebacks_are_redacted(captured):
 
 def test_bad_format_string_does_not_break_logging(captured):
     log = get_logger("comfyfixersmart.test_d")
-    log.info("100%% done %s %s", "only-one-arg")
+    log.info("100%% done %s %s", "only-one-arg")  # noqa: PLE1206 - on purpose
     log.info("still logging")
     assert "still logging" in captured.getvalue()
 

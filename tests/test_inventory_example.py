@@ -50,7 +50,7 @@ def test_example_placeholders_are_tiny_and_not_indexed_noise(inventory):
 def test_example_workflow_is_a_consistent_ui_graph():
     wf = json.loads(WORKFLOW.read_text())
     nodes = {n["id"]: n for n in wf["nodes"]}
-    assert wf["last_node_id"] == max(nodes) and wf["last_link_id"] == max(l[0] for l in wf["links"])
+    assert wf["last_node_id"] == max(nodes) and wf["last_link_id"] == max(link[0] for link in wf["links"])
     for link_id, src, src_slot, dst, dst_slot, kind in wf["links"]:
         assert link_id in nodes[src]["outputs"][src_slot]["links"]
         assert nodes[src]["outputs"][src_slot]["type"] == kind

@@ -23,7 +23,6 @@ from comfyfixersmart.security import (
 )
 from comfyfixersmart.settings import DEFAULT_ALLOWED_HOSTS
 
-
 # -- validate_relative_path -----------------------------------------------------------------
 
 @pytest.mark.parametrize("name, expected", [
