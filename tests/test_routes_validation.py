@@ -150,3 +150,27 @@ def test_workflow_and_min_confidence():
     for bad in (1.5, -0.1, "0.9", True):
         with pytest.raises(ValidationError):
             optional_min_confidence({"min_confidence": bad})
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PARTS = st.sampled_from(["..", ".", "", "a", "b c", "CON", "x:y", "\\", "/", "~", "%2e%2e", "\u2025", "sub"])
+
+
+# the fixtures are only read (a temp root and a Config), so sharing them across inputs is fine
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(st.one_of(_PARTS, st.text(max_size=12)), min_size=1, max_size=6),
+       sep=st.sampled_from(["/", "\\"]))
+def test_any_accepted_name_lands_inside_its_folder(tmp_path_factory, make_config, parts, sep):
+    root = tmp_path_factory.getbasetemp() / "prop" / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = sep.join(parts) + ".safetensors"
+    try:
+        spec = validate_download_item({"filename": name, "directory": "checkpoints", "url": URL},
+                                      {"checkpoints": [str(root)]}, make_config())
+    except ValidationError:  # UnsafePathError included
+        return
+    resolved = os.path.realpath(spec.save_path)
+    assert os.path.commonpath([resolved, os.path.realpath(root)]) == os.path.realpath(root)
+    assert ".." not in spec.filename.split("/")
