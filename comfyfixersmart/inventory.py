@@ -214,6 +214,8 @@ class ModelInventory:
 
         The first directory of a key is its default download target.  Legacy keys are
         mapped (``unet`` -> ``diffusion_models``) and merged after the canonical key's dirs.
+        ComfyUI's own ``folder_names_and_paths`` values, ``([dirs], {extensions})``, are
+        accepted as they are.
         """
         if not isinstance(folders, Mapping):
             raise ValidationError("folders must map folder keys to lists of directories")
@@ -222,8 +224,14 @@ class ModelInventory:
             if not isinstance(key, str) or not key:
                 raise ValidationError(f"folder key must be a non-empty string, got {key!r}")
             paths = folders[key]
-            merged.setdefault(canonical_folder(key), []).extend(
-                [paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
+            if (isinstance(paths, tuple) and len(paths) == 2 and isinstance(paths[0], list)
+                    and isinstance(paths[1], (set, frozenset, list))):
+                paths = paths[0]  # ComfyUI's (paths, extensions) pair
+            paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+            for p in paths:
+                if not isinstance(p, (str, os.PathLike)) or not os.fspath(p) or "\0" in os.fspath(p):
+                    raise ValidationError(f"folder {key!r}: {p!r} is not a directory path")
+            merged.setdefault(canonical_folder(key), []).extend(paths)
         table = model_folders_only(merged)
         self._source = ("folders", table)
         self._index = self._scan(table, models_root=_guess_models_root(table))
@@ -556,18 +564,22 @@ class ModelInventory:
         # read hashes from an existing cache only: exporting must not create a database
         has_db = self._hash_cache is not None or (
             self.config.cache_enabled and (self.config.cache_dir / HASH_DB_NAME).is_file())
-        known = self._known_hashes(self._index.by_path) if has_db else {}
+        idx = self._index
+        known = self._known_hashes(idx.by_path) if has_db else {}
         models = []
-        for folder in sorted(self._index.by_rel):
-            for info in self.get_models_by_type(folder):
+        for folder in sorted(idx.files):
+            for key in sorted(idx.keys(folder), key=lambda k: (k[1], k[2])):
+                info = self._info(idx.entry(key))
+                if info is None:
+                    continue
                 if info.sha256 is None and info.path in known:
                     info.sha256 = known[info.path]
                 models.append(info.to_dict())
         source = self._source[1] if self._source and self._source[0] == "root" else None
         data = {
             "comfyui_root": str(source) if source else None,
-            "built_at": self._index.built_at,
-            "folders": {k: [str(p) for p in v] for k, v in self._index.folders.items()},
+            "built_at": idx.built_at,
+            "folders": {k: [str(p) for p in v] for k, v in idx.folders.items()},
             "count": len(models),
             "models": models,
         }

@@ -414,7 +414,20 @@ def test_build_from_folders(make_config, tmp_path):
     assert inv.refresh().has_model("b.safetensors", "checkpoints")
 
 
+def test_build_from_folders_accepts_comfyui_table_shape(make_config, tmp_path):
+    put(tmp_path, "ckpt/a.safetensors")
+    table = {"checkpoints": ([str(tmp_path / "ckpt")], {".safetensors", ".ckpt"}),
+             "custom_nodes": ([str(tmp_path / "custom_nodes")], set())}
+    inv = ModelInventory(make_config()).build_from_folders(table)
+    assert inv.folders == {"checkpoints": [tmp_path / "ckpt"]}
+    assert inv.has_model("a.safetensors", "checkpoints")
+
+
 def test_build_from_folders_validates(make_config):
+    with pytest.raises(ValidationError):
+        ModelInventory(make_config()).build_from_folders({"loras": [3]})
+    with pytest.raises(ValidationError):
+        ModelInventory(make_config()).build_from_folders({"loras": ["a\0b"]})
     with pytest.raises(ValidationError):
         ModelInventory(make_config()).build_from_folders(["not", "a", "mapping"])  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
