@@ -503,6 +503,17 @@ class ModelInventory:
                     self._hash_cache = HashCache(db)
         return self._hash_cache
 
+    def close(self) -> None:
+        """Close the hash cache's database connection (it reopens on the next use)."""
+        if self._hash_cache is not None:
+            self._hash_cache.close()
+
+    def __enter__(self) -> "ModelInventory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @property
     def hashes_computed(self) -> int:
         """How many files were actually read to hash them (cache misses)."""

@@ -457,6 +457,14 @@ def test_sha256_is_cached_across_inventories(make_config, comfy):
     assert second.hashes_computed == 0
 
 
+def test_close_and_reopen(make_config, comfy):
+    with ModelInventory(make_config()).build(comfy) as inv:
+        info = inv.get_model_info("sdxl_base.safetensors")
+        first = inv.sha256(info)
+    assert inv.sha256(info) == first  # reopened on use
+    assert inv.hashes_computed == 1
+
+
 def test_sha256_cache_disabled_is_in_memory(make_config, comfy):
     config = make_config(cache_enabled=False)
     inv = ModelInventory(config).build(comfy)
