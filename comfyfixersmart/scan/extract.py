@@ -33,7 +33,9 @@ from .prompts import find_embeddings, find_lora_tags
 
 MAX_DEPTH = 64
 #: Total node visits (subgraph instances expand their definition again): bounds adversarial fan-out.
-MAX_VISITS = 3_000_000
+MAX_VISITS = 1_000_000
+#: Places remembered per reference (a file used by thousands of nodes needs only a sample).
+MAX_LOCATIONS = 1000
 MAX_LINK_HOPS = 64
 FALLBACK_CONFIDENCE = 0.3
 UNKNOWN_FOLDER = "unknown"
@@ -134,6 +136,21 @@ class Extractor:
         self.visits = 0
         self.subgraphs: Dict[Any, dict] = {}
         self.groups: Dict[str, dict] = {}
+        self._seen: Dict[int, set] = {}  # id(reference) -> keys of its locations
+
+    def _extend(self, ref: ModelReference, locations: List[ModelLocation]) -> None:
+        seen = self._seen.get(id(ref))
+        if seen is None:
+            seen = self._seen[id(ref)] = {_loc_key(l) for l in ref.locations}
+        for loc in locations:
+            if len(ref.locations) >= MAX_LOCATIONS:
+                break
+            k = _loc_key(loc)
+            if k not in seen:
+                seen.add(k)
+                ref.locations.append(loc)
+                if not loc.optional:
+                    ref.optional = False
 
     # -- entry points ---------------------------------------------------------------------
     def run(self, data: Dict[str, Any], fmt: str) -> Extraction:
@@ -158,6 +175,7 @@ class Extractor:
     def _walk(self, ctx: _Ctx) -> None:
         exts = self.exts
         table_get = self.table.specs.get
+        nested: List[Tuple[dict, str, bool]] = []
         for node in ctx.graph.nodes:
             self.visits += 1
             if self.visits > MAX_VISITS:
@@ -176,7 +194,8 @@ class Extractor:
             mode = node.get("mode")
             optional = ctx.optional or mode in g.INACTIVE_MODES
             if ntype in self.subgraphs:
-                self._enter_subgraph(ctx, node, ntype, optional)
+                # descend after this level: with a visit budget, every level's own loaders are seen first
+                nested.append((node, ntype, optional))
             elif ntype.startswith("workflow"):
                 name = g.group_name(ntype)
                 if name is not None and name in self.groups:
@@ -198,6 +217,10 @@ class Extractor:
                 where = f"node {node.get('id')} properties.models"
                 for meta in parse_models(props.get("models"), self.out.warnings, where):
                     self._attach_meta(meta, node.get("id"), ntype, list(ctx.path), "properties.models", optional, 0.9)
+        for node, sid, optional in nested:
+            if self.visits > MAX_VISITS:
+                return
+            self._enter_subgraph(ctx, node, sid, optional)
 
     def _enter_subgraph(self, ctx: _Ctx, node: dict, sid: str, optional: bool) -> None:
         if sid in ctx.stack:
@@ -599,7 +622,7 @@ class Extractor:
                 workflow_path=self.workflow_path,
             )
             return
-        _extend(ref, locations)
+        self._extend(ref, locations)
         if confidence > ref.confidence:
             ref.node_type, ref.node_id, ref.subgraph_path = ntype, _node_id(node_id), list(path)
             ref.widget_values, ref.source, ref.confidence = dict(widget_values), source, confidence
@@ -619,7 +642,7 @@ class Extractor:
             self._add(folder, meta.name, ntype, node_id, path, [loc], {}, "metadata", confidence)
             ref = self.refs[(canonical_folder(folder), meta.name)]
         elif node_id is not None or not any(l.where == where for l in ref.locations):
-            _extend(ref, [loc])
+            self._extend(ref, [loc])
         ref.url = ref.url or meta.url
         if meta.hash and not ref.hash:
             ref.hash, ref.hash_type = meta.hash, meta.hash_type
@@ -631,7 +654,7 @@ class Extractor:
         for (folder, name), ref in self.fallback.items():
             known = by_name.get(name)
             if known:
-                _extend(known[0], ref.locations)
+                self._extend(known[0], ref.locations)
             else:
                 self.refs.setdefault((folder, name), ref)
 
@@ -656,14 +679,8 @@ def _node_id(value: Any) -> Any:
     return str(value)
 
 
-def _extend(ref: ModelReference, locations: List[ModelLocation]) -> None:
-    seen = {(l.node_id, l.where, tuple(map(str, l.subgraph_path))) for l in ref.locations}
-    for loc in locations:
-        k = (loc.node_id, loc.where, tuple(map(str, loc.subgraph_path)))
-        if k not in seen and len(ref.locations) < 1000:
-            seen.add(k)
-            ref.locations.append(loc)
-    ref.optional = all(l.optional for l in ref.locations)
+def _loc_key(loc: ModelLocation) -> Tuple[Any, ...]:
+    return (str(loc.node_id), loc.where, tuple(map(str, loc.subgraph_path)))
 
 
 def _pick(values: Any, name: str, index: Optional[int]) -> Any:
