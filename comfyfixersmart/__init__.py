@@ -27,6 +27,10 @@ _EXPORTS = {
     "DownloadManager": "download",
     "StateManager": "state",
     "ModelSearch": "search",
+    "ModelInventory": "inventory",
+    "HashCache": "hashing",
+    "sha256_file": "hashing",
+    "read_extra_model_paths": "extra_paths",
     "SearchBackend": "search",
     # data classes
     "ModelReference": "datamodel",
