@@ -196,6 +196,13 @@ def error_for_response(
     return exc
 
 
+def mark_unreachable(exc: NetworkError) -> NetworkError:
+    """Tag a NetworkError as "the host is not there" (DNS failure, connection refused): such a
+    failure is never retried, unlike a timeout or a reset connection."""
+    setattr(exc, "unreachable", True)
+    return exc
+
+
 def is_retryable(exc: BaseException) -> bool:
     """429, 5xx (and 408) and network failures are worth another try; other 4xx never."""
     if isinstance(exc, (RateLimitedError, NetworkError)):
@@ -309,6 +316,11 @@ class ApiClient:
                 result = attempt()
                 return result
             except APISearchError as exc:
+                if getattr(exc, "unreachable", False):
+                    # no network or nothing listening: a retry would only make an offline
+                    # run slow; later calls to this host fail at once (check_host)
+                    self.mark_down(url, str(exc))
+                    raise
                 if not is_retryable(exc) or n >= retries:
                     if isinstance(exc, NetworkError):
                         self.mark_down(url, str(exc))
@@ -387,8 +399,11 @@ class ApiClient:
             raise NetworkError(f"{backend or 'server'} timed out after {timeout:g}s",
                                url=redact_url(url), backend=backend) from None
         except requests.ConnectionError as exc:
-            raise NetworkError(f"cannot reach {self._host_key(url)}: {_reason(exc)}",
-                               url=redact_url(url), backend=backend) from None
+            error = NetworkError(f"cannot reach {self._host_key(url)}: {_reason(exc)}",
+                                 url=redact_url(url), backend=backend)
+            if _connect_failed(exc):
+                mark_unreachable(error)
+            raise error from None
         except requests.RequestException as exc:
             raise APISearchError(f"request failed: {_reason(exc)}", url=redact_url(url), backend=backend) from None
         with response:
@@ -401,6 +416,15 @@ class ApiClient:
                 snippet = redact_text(response.text[:80])
                 raise APISearchError(f"{backend or 'server'} sent malformed JSON ({snippet!r})",
                                      status=response.status_code, url=redact_url(url), backend=backend) from None
+
+
+def _connect_failed(exc: requests.ConnectionError) -> bool:
+    """True when no connection could be made (DNS failure, refused, no route), as opposed to
+    one that broke mid-answer.  urllib3's NameResolutionError is a NewConnectionError."""
+    from urllib3.exceptions import NewConnectionError
+
+    reason = getattr(exc.args[0], "reason", exc.args[0]) if exc.args else None
+    return isinstance(reason, NewConnectionError)
 
 
 def _reason(exc: BaseException) -> str:

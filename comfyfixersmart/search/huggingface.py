@@ -24,7 +24,7 @@ from ..logs import get_logger
 from ..security import redact_text, redact_url
 from . import names, ranking
 from .cache import MISS, ResponseCache
-from .http import ApiClient, error_for_response
+from .http import ApiClient, error_for_response, mark_unreachable
 
 log = get_logger(__name__)
 
@@ -91,7 +91,10 @@ def map_hf_error(exc: BaseException, *, url: str, help_url: Optional[str] = None
         return NetworkError(f"huggingface timed out: {text}", url=redact_url(url), backend=NAME)
     if kind in ("ConnectError", "NetworkError", "RemoteProtocolError", "ReadError", "WriteError",
                 "OfflineModeIsEnabled", "ProxyError", "ConnectionError"):
-        return NetworkError(f"cannot reach {urlsplit(url).netloc}: {text}", url=redact_url(url), backend=NAME)
+        error = NetworkError(f"cannot reach {urlsplit(url).netloc}: {text}", url=redact_url(url), backend=NAME)
+        if kind in ("ConnectError", "OfflineModeIsEnabled"):  # DNS failure / refused: retrying is pointless
+            mark_unreachable(error)
+        return error
     if kind == "HFValidationError":
         return ValidationError(f"not a Hugging Face repo id: {text}")
     if isinstance(exc, ValueError):  # JSON decoding
@@ -193,13 +196,25 @@ class HuggingFaceBackend:
         url = f"{self.config.hf_endpoint}/api/models?search={quote(term)}"
 
         def fn() -> List[Dict[str, Any]]:
-            return [{"id": m.id, "downloads": m.downloads or 0, "likes": m.likes or 0,
-                     "gated": getattr(m, "gated", None) or False}
-                    for m in self.hf.list_models(search=term, limit=limit, sort="downloads")]
+            # One request for the first page through huggingface_hub's own client, NOT
+            # HfApi.list_models: that pages through huggingface_hub's http_backoff, which
+            # retries a refused connection or a failed DNS lookup 5 times (1+2+4+8+8 s) and
+            # logs "Retrying in 8s" on stderr each time; offline, a resolve took ~25 s.
+            # call_with_retries below is the only retry layer: an unreachable host fails at
+            # once (and is marked down), 429/5xx/timeouts get the config's bounded retries.
+            hub = _hub()
+            response = hub.utils.get_session().get(
+                f"{self.config.hf_endpoint}/api/models",
+                params={"search": term, "limit": limit, "sort": "downloads"},
+                headers=hub.utils.build_hf_headers(token=self.config.hf_token or False,
+                                                   library_name="comfyfixersmart", library_version="2.0.0"),
+                timeout=float(self.config.civitai_api_timeout))
+            hub.utils.hf_raise_for_status(response)
+            return [{"id": m["id"], "downloads": m.get("downloads") or 0, "likes": m.get("likes") or 0,
+                     "gated": m.get("gated") or False}
+                    for m in response.json()[:limit] if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
-        # list_models pages through huggingface_hub's own http_backoff (429/5xx, Retry-After,
-        # RateLimit): no second layer of retries on top of it.
-        return self._call("search", f"{term}|{limit}", fn, url=url, retries=0)
+        return self._call("search", f"{term}|{limit}", fn, url=url)
 
     def repo_files(self, repo_id: str, revision: Optional[str] = None) -> Dict[str, Any]:
         """Commit, gating and files (path, size, LFS sha256) of a repo, in one request."""
