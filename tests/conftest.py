@@ -51,3 +51,17 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("shared/ folder not found beside the repository")
     return SHARED
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the end-to-end tests last.
+
+    Playwright's sync API keeps an asyncio loop running in the main thread while its
+    session-scoped browser lives; async tests collected after it would fail with
+    "Runner.run() cannot be called from a running event loop".
+    """
+    e2e_dir = Path(__file__).parent / "e2e"
+    for item in items:
+        if e2e_dir in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: e2e_dir in Path(str(item.fspath)).parents)
