@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from comfyfixersmart.scan import WorkflowScanner  # noqa: E402
-from comfyfixersmart.settings import Config  # noqa: E402
+from comfyfixersmart.scan import WorkflowScanner
+from comfyfixersmart.settings import Config
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "workflows"
 

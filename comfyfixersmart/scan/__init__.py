@@ -9,4 +9,4 @@ from .loaders import LoaderSpec, LoaderTable, build_table
 from .loading import load_workflow
 from .scanner import WorkflowScanner
 
-__all__ = ["WorkflowScanner", "load_workflow", "LoaderTable", "LoaderSpec", "build_table"]
+__all__ = ["LoaderSpec", "LoaderTable", "WorkflowScanner", "build_table", "load_workflow"]

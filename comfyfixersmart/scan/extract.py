@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..datamodel import ModelLocation, ModelReference
@@ -77,7 +78,7 @@ class _Host:
     """A subgraph instance node seen from inside its definition."""
 
     node: dict
-    ctx: "_Ctx"
+    ctx: _Ctx
     sub: dict
     proxy: Dict[Tuple[str, str], int]  # (inner node id, widget name) -> index in host widgets
 
@@ -594,11 +595,10 @@ class Extractor:
         return [(folder, name)]
 
     def _safe_name(self, value: str) -> Optional[str]:
-        try:
-            return validate_relative_path(value.replace("\\", "/"))
-        except ComfyFixerError as exc:
-            self.warn(f"unsafe model file name ignored: {exc}")
-            return None
+        name, error = _checked_name(value)
+        if error is not None:
+            self.warn(f"unsafe model file name ignored: {error}")
+        return name
 
     def _add(self, folder: str, filename: str, ntype: str, node_id: Any, path: List[Any],
              locations: List[ModelLocation], widget_values: Dict[str, Any], source: str, confidence: float) -> None:
@@ -677,6 +677,15 @@ def _node_id(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return str(value)
+
+
+@lru_cache(maxsize=16384)
+def _checked_name(value: str) -> Tuple[Optional[str], Optional[str]]:
+    # the same names recur across nodes and files: validate each distinct string once
+    try:
+        return validate_relative_path(value.replace("\\", "/")), None
+    except ComfyFixerError as exc:
+        return None, str(exc)
 
 
 def _loc_key(loc: ModelLocation) -> Tuple[Any, ...]:

@@ -103,7 +103,7 @@ def hashable(value: Any) -> Any:
 class UIGraph:
     """One level of a UI graph (the root or a subgraph definition) with lazy indexes."""
 
-    __slots__ = ("nodes", "_raw_links", "_links", "_by_id")
+    __slots__ = ("_by_id", "_links", "_raw_links", "nodes")
 
     def __init__(self, nodes: Any, links: Any):
         self.nodes: List[Any] = nodes if isinstance(nodes, list) else []
@@ -192,7 +192,7 @@ def group_nodes(data: Dict[str, Any]) -> Dict[str, dict]:
 
 def group_name(node_type: str) -> Optional[str]:
     """``workflow>Name`` (current) or ``workflow/Name`` (older frontends) -> ``Name``."""
-    if node_type.startswith("workflow>") or node_type.startswith("workflow/"):
+    if node_type.startswith(("workflow>", "workflow/")):
         return node_type[9:]
     return None
 

@@ -90,7 +90,7 @@ class LoaderTable:
     def is_core(self, node_type: str) -> bool:
         return node_type in self.core_types or node_type in FRONTEND_TYPES
 
-    def merged(self, other: "LoaderTable") -> "LoaderTable":
+    def merged(self, other: LoaderTable) -> LoaderTable:
         """A new table where ``other``'s node classes replace ours."""
         specs = dict(self.specs)
         specs.update(other.specs)
@@ -194,7 +194,9 @@ def _parse_entry(entry: Any, source: str, bad) -> List[LoaderSpec]:
     out = []
     for k in range(repeat):
         i = start + k
-        sub = (lambda s: s.replace("{i}", str(i))) if repeat > 1 or "{i}" in name else (lambda s: s)
+        def sub(text: str, i: int = i) -> str:
+            return text.replace("{i}", str(i))
+
         switch = None
         if switch_raw is not None:
             s_index = switch_raw.get("index")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 from ..datamodel import ValidationResult
+from ..errors import WorkflowParseError
 from . import graph as g
 
 _MAX_MESSAGES = 200
@@ -19,8 +20,8 @@ def validate_workflow(data: Any) -> ValidationResult:
         return ValidationResult(False, "unknown", [f"expected a JSON object, got {type(data).__name__}"])
     try:
         graph, fmt = g.unwrap(data)
-    except Exception as exc:  # WorkflowParseError: report, do not raise
-        return ValidationResult(False, "unknown", [getattr(exc, "reason", str(exc))])
+    except WorkflowParseError as exc:  # report, do not raise
+        return ValidationResult(False, "unknown", [exc.reason])
     if fmt == g.API:
         _check_api(graph, errors, warnings)
     else:
