@@ -26,6 +26,8 @@ _EXPORTS = {
     "ComfyFixerCore": "core",
     "DownloadManager": "download",
     "StateManager": "state",
+    "WorkflowScanner": "scan",
+    "load_workflow": "scan",
     "ModelSearch": "search",
     "ModelInventory": "inventory",
     "HashCache": "hashing",
