@@ -55,6 +55,9 @@ CUSTOM_FOLDERS = (
     "LLM",
     "unet_gguf",
     "clip_gguf",
+    "onnx",
+    "mmdets",
+    "BiRefNet",
 )
 
 MODEL_FOLDERS = CORE_FOLDERS + CUSTOM_FOLDERS
@@ -107,6 +110,9 @@ FOLDER_TO_TYPE: Dict[str, str] = {
     "LLM": "llm",
     "unet_gguf": "diffusion_model",
     "clip_gguf": "text_encoder",
+    "onnx": "onnx",
+    "mmdets": "mmdet",
+    "BiRefNet": "birefnet",
 }
 
 TYPE_TO_FOLDER: Dict[str, str] = {}

@@ -89,6 +89,8 @@ class Config:
     model_extensions: List[str] = field(default_factory=lambda: list(DEFAULT_MODEL_EXTENSIONS))
     #: extra node type -> folder key entries, on top of the built-in loader tables
     model_type_mapping: Dict[str, str] = field(default_factory=dict)
+    #: a user loader table (format of comfyfixersmart/data/custom_loaders.json) extending the built-in ones
+    loader_table_file: Optional[Path] = None
 
     # downloads
     download_concurrency: int = 3
@@ -146,6 +148,8 @@ class Config:
             setattr(self, name, _as_path(name, getattr(self, name)))
         if self.comfyui_root is not None:
             self.comfyui_root = _as_path("comfyui_root", self.comfyui_root)
+        if self.loader_table_file is not None:
+            self.loader_table_file = _as_path("loader_table_file", self.loader_table_file)
         if isinstance(self.workflow_dirs, (str, os.PathLike)):
             self.workflow_dirs = [self.workflow_dirs]  # type: ignore[list-item]
         self.workflow_dirs = [_as_path("workflow_dirs", p) for p in self.workflow_dirs]
