@@ -7,7 +7,12 @@
     comfyfixer script WORKFLOW... [--shell bash|powershell] [-o FILE]
 
 Exit codes: 0 nothing required is missing (or everything was fixed), 1 something required
-is missing (or could not be fixed), 2 an error (bad arguments, unreadable input, settings).
+is missing (or could not be fixed), 2 an error (bad arguments, unreadable input, settings),
+130 interrupted.
+
+Everything printed passes through ``security.redact_text`` (URLs through ``redact_url``),
+and names that come from workflows or servers are printed as plain text, never as rich
+markup (a file called ``x [red].safetensors`` must not restyle the table).
 """
 
 from __future__ import annotations
@@ -15,22 +20,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+import threading
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import __version__
+from .datamodel import AUTO_CHOICE_FLOOR
 from .errors import ComfyFixerError
+from .security import redact_text, redact_url
 from .settings import Config
 
-EXIT_OK, EXIT_MISSING, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_MISSING, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 _STATUS_STYLE = {"present": "green", "elsewhere": "yellow", "missing": "red", "unchecked": "dim"}
+_BACKENDS_HELP = "comma-separated: workflow,civitai,huggingface (default: all)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="comfyfixer",
         description="Find, download and verify the models a ComfyUI workflow needs.",
+        epilog="exit codes: 0 nothing required missing, 1 something missing or not fixed, 2 error",
     )
     parser.add_argument("--version", action="version", version=f"comfyfixer {__version__}")
     parser.add_argument("--config", metavar="FILE", help="TOML config file (default: user config dir)")
@@ -49,12 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resolve", help="find candidates for every missing model")
     p.add_argument("paths", nargs="+", metavar="WORKFLOW")
     common(p)
-    p.add_argument("--backends", help="comma-separated: workflow,civitai,huggingface (default: all)")
+    p.add_argument("--backends", help=_BACKENDS_HELP)
 
     p = sub.add_parser("fix", help="download every missing model that is found with confidence")
     p.add_argument("paths", nargs="+", metavar="WORKFLOW")
     common(p)
-    p.add_argument("--backends", help="comma-separated: workflow,civitai,huggingface (default: all)")
+    p.add_argument("--backends", help=_BACKENDS_HELP)
     p.add_argument("--dry-run", action="store_true", help="print the plan, download nothing")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask before downloading")
     p.add_argument("--min-confidence", type=float, default=None, metavar="X",
@@ -66,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="WORKFLOW")
     p.add_argument("-o", "--output", required=True, metavar="OUT.json")
     common(p, json_flag=False)
-    p.add_argument("--backends", help="comma-separated: workflow,civitai,huggingface (default: all)")
+    p.add_argument("--backends", help=_BACKENDS_HELP)
     p.add_argument("--min-confidence", type=float, default=None, metavar="X")
 
     p = sub.add_parser("script", help="write a bash or PowerShell script that downloads the missing models")
@@ -74,9 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, json_flag=False)
     p.add_argument("--shell", choices=("bash", "powershell"), default="bash")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
-    p.add_argument("--backends", help="comma-separated: workflow,civitai,huggingface (default: all)")
+    p.add_argument("--backends", help=_BACKENDS_HELP)
     p.add_argument("--min-confidence", type=float, default=None, metavar="X")
     return parser
+
+
+class _RedactingStream:
+    """A text stream that scrubs secrets from whatever is written (the last line of defence:
+    messages are redacted where they are made)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact_text(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, flush, encoding ...
+        return getattr(self._stream, name)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -86,8 +110,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     from rich.console import Console
 
-    out = Console(highlight=False, soft_wrap=False)
-    err = Console(stderr=True, highlight=False)
+    stdout, stderr = _RedactingStream(sys.stdout), _RedactingStream(sys.stderr)
+    out = Console(file=stdout, highlight=False, soft_wrap=False)
+    err = Console(file=stderr, highlight=False, soft_wrap=False)
     try:
         config = Config.load(
             config_file=args.config,
@@ -95,13 +120,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             min_confidence=getattr(args, "min_confidence", None),
         )
         handler = {"scan": _scan, "resolve": _resolve, "fix": _fix, "annotate": _annotate, "script": _script}
-        return handler[args.command](args, config, out, err)
+        return handler[args.command](args, config, out, err, stdout)
     except ComfyFixerError as exc:
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", markup=True, highlight=False)
+        _print_error(err, exc)
+        if getattr(args, "json", False):
+            from .report import REPORT_VERSION, error_json
+
+            stdout.write(json.dumps({"report_version": REPORT_VERSION, "error": error_json(exc)}, indent=2) + "\n")
+        return EXIT_ERROR
+    except OSError as exc:  # e.g. -o into a folder that does not exist
+        _print_error(err, exc)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        err.print("[red]interrupted[/]: partial downloads are kept as .part files and resume next time")
-        return 130
+        err.print("[red]interrupted[/]: running downloads were cancelled and their partial files removed")
+        return EXIT_INTERRUPTED
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -112,75 +144,63 @@ def _core(config: Config):
     return ComfyFixerCore(config)
 
 
-def _scan(args, config, out, err) -> int:
-    from .report import reference_to_json, summarize
+def _scan(args, config, out, err, stdout) -> int:
+    from .report import scan_to_json, summarize
 
     with _core(config) as core:
         workflows, errors = core.scan_paths(args.paths)
         for wf in workflows:
             core.check(wf.model_references)
-    if not workflows and errors:
-        for e in errors:
-            err.print(f"[red]cannot read[/] {e['path']}: {e['error']}")
-        return EXIT_ERROR
-    all_refs = [r for wf in workflows for r in wf.model_references]
+    refs = [r for wf in workflows for r in wf.model_references]
     if args.json:
-        report = {
-            "report_version": 1,
-            "comfyui_root": str(config.comfyui_root) if config.comfyui_root else None,
-            "workflows": [
-                {"path": wf.path, "format": wf.format, "warnings": list(wf.warnings),
-                 "custom_node_types": sorted(wf.custom_node_types),
-                 "references": [reference_to_json(r) for r in wf.model_references],
-                 "summary": summarize(wf.model_references)}
-                for wf in workflows
-            ],
-            "errors": errors,
-            "summary": summarize(all_refs),
-        }
-        print(json.dumps(report, indent=2, ensure_ascii=False))
+        _dump(stdout, scan_to_json(workflows, errors, config.comfyui_root))
     else:
         for wf in workflows:
             _print_references(out, wf)
-        for e in errors:
-            err.print(f"[red]cannot read[/] {e['path']}: {e['error']}")
-        if not config.comfyui_root:
-            err.print("[dim]no --comfyui-root given: statuses not checked[/]")
+        if len(workflows) > 1:
+            out.print(_summary_text(f"{len(workflows)} workflows", summarize(refs)))
+        if not config.comfyui_root and workflows:
+            err.print("[dim]no --comfyui-root given: nothing was checked against the disk[/]")
+    _print_read_errors(err, errors)
     if errors:
         return EXIT_ERROR
-    return EXIT_MISSING if summarize(all_refs)["missing"] else EXIT_OK
+    return EXIT_MISSING if summarize(refs)["missing"] else EXIT_OK
 
 
-def _resolve(args, config, out, err) -> int:
+def _resolve(args, config, out, err, stdout) -> int:
     from .report import analysis_to_json, summarize
 
     with _core(config) as core:
         analysis = core.analyze_workflows(args.paths, backends=_backends(args))
+        threshold = core.threshold()
     if args.json:
-        print(json.dumps(analysis_to_json(analysis, config.min_confidence), indent=2, ensure_ascii=False))
+        _dump(stdout, analysis_to_json(analysis, threshold))
     else:
-        _print_resolutions(out, analysis, config.min_confidence)
-        for e in analysis.errors:
-            err.print(f"[red]cannot read[/] {e['path']}: {e['error']}")
-    if analysis.errors and not analysis.workflows:
+        _print_resolutions(out, analysis, threshold)
+    _print_read_errors(err, analysis.errors)
+    if analysis.errors:
         return EXIT_ERROR
     return EXIT_MISSING if summarize(analysis.references)["missing"] else EXIT_OK
 
 
-def _fix(args, config, out, err) -> int:
+def _fix(args, config, out, err, stdout) -> int:
     from .report import run_to_json
 
+    interactive = not args.json and sys.stdin.isatty()
+    if not args.dry_run and not args.yes and not interactive:
+        # decided before any work: a script must not sit on a prompt nobody sees
+        err.print("[red]error:[/] not asking on a non-interactive run: pass --yes to download, "
+                  "or --dry-run to see the plan")
+        return EXIT_ERROR
+    _warn_floor(err, args.min_confidence)
     shown: List[bool] = []
 
     def confirm(run) -> bool:
         shown.append(True)
         if not args.json:
             _print_plan(out, run)
-        if args.yes or args.json:
+        if args.yes:
             return True
-        if not sys.stdin.isatty():
-            err.print("not a terminal: pass --yes to download without asking")
-            raise SystemExit(EXIT_ERROR)
         from rich.prompt import Confirm
 
         return Confirm.ask(f"Download {len(run.plan)} file(s)?", console=out, default=True)
@@ -189,159 +209,270 @@ def _fix(args, config, out, err) -> int:
         run = core.run(args.paths, args.output_dir, _backends(args), dry_run=args.dry_run,
                        min_confidence=config.min_confidence, include_optional=args.include_optional,
                        on_event=progress.on_event, confirm=confirm)
-    if not shown and not args.json:
-        _print_plan(out, run)
     if args.json:
-        print(json.dumps(run_to_json(run), indent=2, ensure_ascii=False))
+        _dump(stdout, run_to_json(run))
     else:
+        if not shown:
+            _print_plan(out, run)
         _print_outcome(out, run)
-    if run.workflows_scanned == 0:
+    if any(f.error_type == "WorkflowParseError" for f in run.failures):
         return EXIT_ERROR
+    if run.dry_run or (run.plan and not run.downloads):  # planned or declined: still missing
+        return EXIT_MISSING if run.plan or run.failures else EXIT_OK
     return EXIT_MISSING if run.failures else EXIT_OK
 
 
-def _annotate(args, config, out, err) -> int:
+def _annotate(args, config, out, err, stdout) -> int:
     from .annotate import annotate_workflow_with_count, sources_from_analysis
     from .fileutils import save_json_file
     from .scan import load_workflow
 
+    _warn_floor(err, args.min_confidence)
     with _core(config) as core:
         analysis = core.analyze_workflows([args.path], backends=_backends(args))
         if analysis.errors:
-            err.print(f"[red]cannot read[/] {args.path}: {analysis.errors[0]['error']}")
+            _print_read_errors(err, analysis.errors)
             return EXIT_ERROR
         document = load_workflow(args.path)
-        sources = sources_from_analysis(analysis, core, config.min_confidence)
+        sources = sources_from_analysis(analysis, core, core.threshold())
         annotated, count = annotate_workflow_with_count(document, sources, config=config)
     save_json_file(annotated, args.output)
-    out.print(f"wrote {args.output}: sources embedded for {count} model reference(s)")
+    out.print(f"wrote {_esc(args.output)}: sources embedded for {count} model reference(s)")
+    unresolved = [r.reference.key for r in analysis.resolutions if r.choose(core.threshold()) is None]
+    for key in unresolved:
+        err.print(f"[yellow]no sure source[/] for {_esc(key)}: left without one")
     return EXIT_OK
 
 
-def _script(args, config, out, err) -> int:
+def _script(args, config, out, err, stdout) -> int:
+    _warn_floor(err, args.min_confidence)
     with _core(config) as core:
         analysis = core.analyze_workflows(args.paths, backends=_backends(args))
         specs, failures = core.plan(analysis, config.min_confidence)
         text = core.downloader.generate_script(specs, shell=args.shell)
+    _print_read_errors(err, analysis.errors)
     if args.output:
         from .fileutils import atomic_write_bytes
 
         atomic_write_bytes(args.output, text.encode("utf-8"))
-        out.print(f"wrote {args.output}: {len(specs)} download(s)")
+        if args.shell == "bash":
+            import os
+
+            os.chmod(args.output, 0o755)  # a script is meant to be run
+        out.print(f"wrote {_esc(args.output)}: {len(specs)} download(s)")
     else:
-        sys.stdout.write(text)
+        stdout.write(text)
     for f in failures:
-        err.print(f"[yellow]not in script[/] {f.directory}/{f.filename}: {f.reason}")
+        err.print(f"[yellow]not in the script[/] {_esc(f.directory)}/{_esc(f.filename)}: {_esc(f.reason)}")
+    if analysis.errors:
+        return EXIT_ERROR
     return EXIT_MISSING if failures else EXIT_OK
 
 
 # -- rendering -----------------------------------------------------------------------------
 
+def _esc(value: Any) -> str:
+    """Untrusted text as rich markup that prints literally, secrets removed."""
+    from rich.markup import escape
+
+    return escape(redact_text(str(value)))
+
+
+def _dump(stdout, data: Dict[str, Any]) -> None:
+    stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _print_error(err, exc: BaseException) -> None:
+    err.print(f"[bold red]error:[/] {type(exc).__name__}: {_esc(exc)}")
+
+
+def _print_read_errors(err, errors: List[Dict[str, Any]]) -> None:
+    for e in errors:
+        err.print(f"[red]cannot read[/] {_esc(e['path'])}: {_esc(e['error'])}")
+
+
+def _warn_floor(err, value: Optional[float]) -> None:
+    if value is not None and value < AUTO_CHOICE_FLOOR:
+        err.print(f"[yellow]note:[/] --min-confidence {value:g} is below the floor: "
+                  f"candidates under {AUTO_CHOICE_FLOOR:.0%} are never downloaded automatically")
+
+
+def _summary_text(label: str, s: Dict[str, int]) -> str:
+    if s["total"] and not (s["present"] or s["elsewhere"] or s["missing"] or s["optional_missing"]):
+        return f"{label}: {s['total']} model reference(s), [dim]not checked against the disk[/]"
+    text = (f"{label}: {s['total']} model reference(s), [green]{s['present']} present[/] · "
+            f"[yellow]{s['elsewhere']} elsewhere[/] · [red]{s['missing']} missing[/]")
+    if s["optional_missing"]:
+        text += f" · [dim]{s['optional_missing']} optional missing[/]"
+    return text
+
+
+def _node_label(ref) -> str:
+    label = f"{ref.node_type} #{ref.node_id}" if ref.node_id is not None else ref.node_type
+    if ref.subgraph_path:
+        label += " in subgraph " + ">".join(str(p) for p in ref.subgraph_path)
+    if len(ref.locations) > 1:
+        label += f" (+{len(ref.locations) - 1})"
+    return label
+
+
 def _print_references(out, wf) -> None:
+    from rich import box
     from rich.table import Table
 
     from .report import summarize
 
-    s = summarize(wf.model_references)
-    title = (f"{wf.path}  [dim]({wf.format})[/]  "
-             f"[green]{s['present']} present[/] · [yellow]{s['elsewhere']} elsewhere[/] · "
-             f"[red]{s['missing']} missing[/]" + (f" · {s['optional_missing']} optional missing" if s["optional_missing"] else ""))
-    table = Table(title=title, title_justify="left", expand=False)
-    for col in ("status", "folder", "file", "node", "url / found at"):
-        table.add_column(col, overflow="fold")
-    for ref in wf.model_references:
+    refs = wf.model_references
+    title = _summary_text(f"{_esc(wf.path or wf.workflow_id)} [dim]({wf.format})[/]", summarize(refs))
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("status", no_wrap=True)
+    table.add_column("folder", no_wrap=True)
+    # the URL / place found goes under the file name: rich narrows the widest column first,
+    # so a long URL folds there instead of squeezing every other column
+    table.add_column("file [dim](url / found at)[/]", overflow="fold")
+    table.add_column("node", overflow="fold")
+    for ref in refs:
         status = ref.status or "unchecked"
         style = _STATUS_STYLE.get(status, "")
         label = status + (" (optional)" if ref.optional else "")
-        node = f"{ref.node_type} #{ref.node_id}" + (f" (+{len(ref.locations) - 1})" if len(ref.locations) > 1 else "")
-        extra = ref.found_path or ref.url or ""
-        table.add_row(f"[{style}]{label}[/]", ref.expected_directory, ref.filename, node, extra)
+        cell = _esc(ref.filename)
+        if ref.found_path:
+            cell += f"\n[yellow dim]found at {_esc(ref.found_path)}[/]"
+        elif ref.url:
+            cell += f"\n[dim]{_esc(redact_url(ref.url))}[/]"
+        table.add_row(f"[{style}]{label}[/]", _esc(ref.expected_directory), cell, _esc(_node_label(ref)))
+    if not wf.model_references:
+        table.add_row("[dim]-[/]", "", "[dim]no model files referenced[/]", "")
     out.print(table)
+    for warning in wf.warnings[:5]:
+        out.print(f"  [yellow]warning:[/] {_esc(warning)}")
 
 
-def _print_resolutions(out, analysis, min_confidence) -> None:
+def _print_resolutions(out, analysis, threshold: float) -> None:
+    from rich import box
     from rich.table import Table
 
     if not analysis.resolutions:
-        out.print("[green]nothing is missing[/]")
+        out.print("[green]nothing is missing[/]" if analysis.workflows else "[dim]no workflow read[/]")
         return
+    sure = 0
     for res in analysis.resolutions:
         ref = res.reference
-        table = Table(title=f"[red]missing[/] {ref.expected_directory}/{ref.filename}"
-                      + (" [dim](optional)[/]" if ref.optional else ""), title_justify="left")
-        for col in ("#", "conf.", "backend", "file", "size", "reason"):
-            table.add_column(col, overflow="fold")
-        chosen = res.choose(min_confidence)
+        status = "missing" if ref.status else "unchecked"
+        title = (f"[{_STATUS_STYLE[status]}]{status}[/] {_esc(ref.key)}  [dim]{_esc(_node_label(ref))}"
+                 + (", optional" if ref.optional else "") + "[/]")
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("", no_wrap=True)
+        table.add_column("conf.", no_wrap=True, justify="right")
+        table.add_column("backend", no_wrap=True)
+        table.add_column("file", overflow="fold")
+        table.add_column("size", no_wrap=True, justify="right")
+        table.add_column("reason / source", overflow="fold")
+        chosen = res.choose(threshold)
+        sure += chosen is not None
         for i, c in enumerate(res.candidates[:5]):
             mark = "→" if c is chosen else str(i + 1)
-            style = "green" if c.confidence >= 0.9 else "yellow" if c.confidence >= 0.8 else "dim"
-            table.add_row(mark, f"[{style}]{c.confidence:.0%}[/]", c.backend, c.filename, _size(c.size_bytes), c.reason)
+            style = "green" if c.confidence >= threshold else "yellow" if c.confidence >= AUTO_CHOICE_FLOOR else "dim"
+            where = c.metadata.get("page_url") or c.download_url
+            table.add_row(mark, f"[{style}]{c.confidence:.0%}[/]", _esc(c.backend), _esc(c.filename),
+                          _size(c.size_bytes), f"{_esc(c.reason)}\n[dim]{_esc(redact_url(where))}[/]")
+        if len(res.candidates) > 5:
+            table.add_row("", "", "", f"[dim]... {len(res.candidates) - 5} more[/]", "", "")
         if not res.candidates:
             table.add_row("", "", "", "[dim]no candidate found[/]", "", "")
         out.print(table)
         for e in res.errors:
-            out.print(f"  [yellow]{e.get('type')}[/]: {e.get('message')}")
+            out.print(f"  [yellow]{_esc(e.get('backend', '?'))}: {_esc(e.get('type'))}[/]: {_esc(e.get('message'))}")
+    total = len(analysis.resolutions)
+    out.print(f"{total} to find: [green]{sure} sure enough to download[/] (≥ {threshold:.0%}, marked →), "
+              f"{total - sure} to pick by hand or not found")
 
 
 def _print_plan(out, run) -> None:
+    from rich import box
     from rich.table import Table
 
     out.print(f"{run.workflows_scanned} workflow(s): {run.models_found} model(s), "
               f"{run.models_present} on disk, {run.models_missing} missing")
     if run.plan:
-        table = Table(title="download plan" + (" (dry run)" if run.dry_run else ""), title_justify="left")
-        for col in ("folder", "file", "from", "conf.", "size", "why"):
-            table.add_column(col, overflow="fold")
+        table = Table(title="download plan" + (" (dry run)" if run.dry_run else ""), title_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("folder", no_wrap=True)
+        table.add_column("file", overflow="fold")
+        table.add_column("from", no_wrap=True)
+        table.add_column("conf.", no_wrap=True, justify="right")
+        table.add_column("size", no_wrap=True, justify="right")
+        table.add_column("sha256", no_wrap=True)
+        table.add_column("why", overflow="fold")
         for spec in run.plan:
-            table.add_row(spec["directory"], spec["filename"], spec["source"], f"{spec['confidence']:.0%}",
-                          _size(spec.get("size")), spec.get("reason", ""))
+            table.add_row(_esc(spec["directory"]), _esc(spec["filename"]), _esc(spec["source"]),
+                          f"{spec['confidence']:.0%}", _size(spec.get("size")),
+                          "[green]checked[/]" if spec.get("sha256") else "[dim]unknown[/]", _esc(spec.get("reason", "")))
         out.print(table)
+    for f in run.skipped:
+        out.print(f"[dim]left alone[/] {_esc(f.directory)}/{_esc(f.filename)}: {_esc(f.reason)}")
     for f in run.failures:
-        out.print(f"[yellow]skipped[/] {f.directory}/{f.filename}: {f.reason}")
+        where = f"{_esc(f.directory)}/{_esc(f.filename)}" if f.directory else _esc(f.filename)
+        out.print(f"[yellow]not downloaded[/] {where}: {_esc(f.reason)}")
 
 
 def _print_outcome(out, run) -> None:
     if run.dry_run:
         out.print("[dim]dry run: nothing downloaded[/]")
         return
+    if run.plan and not run.downloads:
+        out.print("[dim]nothing downloaded[/]")
+        return
     for d in run.downloads:
         if d.success:
-            out.print(f"[green]✓[/] {d.save_path}" + (" (sha256 verified)" if d.verified else ""))
+            how = "already there, sha256 verified" if d.skipped and d.verified else \
+                "sha256 verified" if d.verified else "no hash known to verify"
+            out.print(f"[green]✓[/] {_esc(d.save_path)} [dim]({how})[/]")
         else:
-            out.print(f"[red]✗[/] {d.filename}: {d.error_message}")
-    out.print(f"fixed {run.models_resolved} of {run.models_missing} missing model(s)")
+            out.print(f"[red]✗[/] {_esc(d.filename)}: {_esc(d.error_type)}: {_esc(d.error_message)}")
+        for w in d.warnings:
+            out.print(f"  [yellow]warning:[/] {_esc(w)}")
+    style = "green" if not run.failures else "yellow"
+    out.print(f"[{style}]fixed {run.models_resolved} of {run.models_missing} missing model(s)[/]"
+              f" in {run.duration:.1f}s")
 
 
 class _ProgressRenderer:
-    """Draws download ProgressEvents as rich progress bars (started on the first event)."""
+    """Draws download ProgressEvents as rich progress bars (started on the first event).
+
+    Events come from the download threads: one lock keeps the bars consistent."""
 
     def __init__(self, console, *, quiet: bool):
         self.console, self.quiet = console, quiet
         self.progress = None
         self.tasks: Dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def __enter__(self) -> "_ProgressRenderer":
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        with self._lock:
+            if self.progress is not None:
+                self.progress.stop()
+                self.progress = None
 
     def on_event(self, event) -> None:
         if self.quiet:
             return
-        if self.progress is None:
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                       TransferSpeedColumn)
+        with self._lock:
+            if self.progress is None:
+                from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                           TransferSpeedColumn)
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                     TransferSpeedColumn(), TimeRemainingColumn(), console=self.console)
-            self.progress.start()
-        key = event.item_id or event.filename
-        if key not in self.tasks:
-            self.tasks[key] = self.progress.add_task(event.filename, total=event.total)
-        self.progress.update(self.tasks[key], completed=event.downloaded, total=event.total,
-                             description=f"{event.filename} [dim]{event.state}[/]")
+                self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                         TransferSpeedColumn(), TimeRemainingColumn(), console=self.console)
+                self.progress.start()
+            key = event.item_id or event.filename
+            if key not in self.tasks:
+                self.tasks[key] = self.progress.add_task(_esc(event.filename), total=event.total)
+            self.progress.update(self.tasks[key], completed=event.downloaded, total=event.total,
+                                 description=f"{_esc(event.filename)} [dim]{_esc(event.state)}[/]")
 
 
 def _backends(args) -> Optional[List[str]]:
@@ -352,10 +483,11 @@ def _backends(args) -> Optional[List[str]]:
 def _size(n: Optional[int]) -> str:
     if not n:
         return "?"
+    value = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
     return "?"
 
 
@@ -370,8 +502,8 @@ def _setup_logging(verbosity: int) -> None:
 
     logger = get_logger()
     logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
-    handler = RichHandler(show_path=False)
-    logger.addHandler(handler)
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):  # main() may run twice in a process
+        logger.addHandler(RichHandler(show_path=False))
 
 
 if __name__ == "__main__":  # pragma: no cover

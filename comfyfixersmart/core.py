@@ -3,20 +3,23 @@
 The orchestrator owns no logic of its own beyond choosing and bookkeeping; each step
 is a component (scanner, inventory, search, downloader, state) that can be passed in,
 so the CLI, the ComfyUI routes and tests share one path.  Components are created
-lazily (constructing a core does no I/O) and under a lock, so a core may be used from
-worker threads (``asyncio.to_thread``).
+lazily (constructing a core does no I/O) and under a lock, so one core may be used from
+several worker threads at once (``asyncio.to_thread``).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from .datamodel import (
     AUTO_CHOICE_FLOOR,
+    ELSEWHERE,
     MISSING,
     AnalysisResult,
     DownloadResult,
@@ -27,14 +30,24 @@ from .datamodel import (
     WorkflowData,
     WorkflowRun,
 )
-from .errors import ConfigurationError, WorkflowParseError
+from .errors import ConfigurationError, DownloadCancelledError, WorkflowParseError
 from .logs import get_logger
+from .security import redact_text, safe_join
 from .settings import Config, get_config
+
+try:  # the download engine holds an flock on a .part file while it writes it
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 log = get_logger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 EventCallback = Callable[[ProgressEvent], None]
+
+#: how long ``cleanup`` waits for cancelled downloads to wind down before sweeping
+CLEANUP_WAIT_SECONDS = 30.0
+_CANCELLED = "DownloadCancelledError"
 
 
 class ComfyFixerCore:
@@ -61,6 +74,13 @@ class ComfyFixerCore:
         self._downloader = downloader
         self._state = state
         self._lock = threading.RLock()
+        # WorkflowScanner.scan_directory reports unreadable files on the scanner itself
+        self._scan_lock = threading.Lock()
+        # download batches in flight (cleanup waits for them) and part files to sweep
+        self._ops = 0
+        self._ops_cond = threading.Condition(threading.Lock())
+        self._closing = threading.Event()
+        self._cancelled_targets: Set[Path] = set()
 
     # -- components (lazy) -----------------------------------------------------------
     @property
@@ -119,15 +139,23 @@ class ComfyFixerCore:
             return self._downloader
 
     # -- scanning ---------------------------------------------------------------------
-    def scan_paths(self, workflow_paths: Iterable[PathLike]) -> tuple[List[WorkflowData], List[Dict[str, Any]]]:
-        """Parse files and folders of workflows; unreadable ones are reported, not fatal."""
+    def scan_paths(self, workflow_paths: Iterable[PathLike]) -> Tuple[List[WorkflowData], List[Dict[str, Any]]]:
+        """Parse files and folders of workflows; unreadable ones (and folders without any
+        workflow) are reported as ``{"path", "error"}``, not raised."""
+        if isinstance(workflow_paths, (str, os.PathLike)):
+            workflow_paths = [workflow_paths]
         workflows: List[WorkflowData] = []
         errors: List[Dict[str, Any]] = []
         for raw in workflow_paths:
             path = Path(raw).expanduser()
             if path.is_dir():
-                workflows.extend(self.scanner.scan_directory(path, recursive=True))
-                errors.extend({"path": e.path, "error": e.reason} for e in getattr(self.scanner, "errors", []))
+                with self._scan_lock:
+                    found = self.scanner.scan_directory(path, recursive=True)
+                    bad = list(getattr(self.scanner, "errors", []))
+                workflows.extend(found)
+                errors.extend({"path": e.path, "error": e.reason} for e in bad)
+                if not found and not bad:
+                    errors.append({"path": str(path), "error": "no workflow files (.json, .png, .webp) in this folder"})
                 continue
             try:
                 workflows.append(self.scanner.scan_workflow(path))
@@ -155,7 +183,10 @@ class ComfyFixerCore:
         backends: Optional[Sequence[str]] = None,
         resolve: bool = True,
     ) -> AnalysisResult:
-        """Scan workflows, check references, and rank candidates for every missing one."""
+        """Scan workflows, check references, and rank candidates for every missing one.
+
+        Without a ComfyUI root nothing can be checked: every reference is looked up.
+        """
         workflows, errors = self.scan_paths(workflow_paths)
         return self._analyze(workflows, errors, backends=backends, resolve=resolve)
 
@@ -174,14 +205,25 @@ class ComfyFixerCore:
     def _analyze(self, workflows, errors, *, backends, resolve) -> AnalysisResult:
         references = merge_references(ref for wf in workflows for ref in wf.model_references)
         self.check(references)
-        missing = [r for r in references if r.status == MISSING]
-        if resolve and missing:
-            resolutions = self.search.resolve_many(missing, backends=backends)
+        by_key = {r.key: r for r in references}
+        for wf in workflows:  # the workflows' own references get the same statuses
+            for ref in wf.model_references:
+                merged = by_key[ref.key]
+                ref.status, ref.found_path, ref.local_path = merged.status, merged.found_path, merged.local_path
+        wanted = [r for r in references if r.status in (MISSING, None)]
+        if resolve and wanted:
+            resolutions = self.search.resolve_many(wanted, backends=backends)
         else:
-            resolutions = [Resolution(reference=r) for r in missing]
+            resolutions = [Resolution(reference=r) for r in wanted]
         return AnalysisResult(workflows=workflows, references=references, resolutions=resolutions, errors=errors)
 
     # -- planning -----------------------------------------------------------------------
+    def threshold(self, min_confidence: Optional[float] = None) -> float:
+        """The confidence a candidate needs to be downloaded without asking: ``min_confidence``
+        (default ``config.min_confidence``), never below ``AUTO_CHOICE_FLOOR``."""
+        value = self.config.min_confidence if min_confidence is None else float(min_confidence)
+        return max(value, AUTO_CHOICE_FLOOR)
+
     def plan(
         self,
         analysis: AnalysisResult,
@@ -189,11 +231,11 @@ class ComfyFixerCore:
         *,
         include_optional: bool = False,
         output_dir: Optional[PathLike] = None,
-    ) -> tuple[List[Dict[str, Any]], List[Failure]]:
+    ) -> Tuple[List[Dict[str, Any]], List[Failure]]:
         """Download specs for the references whose best candidate is sure enough, and why the
-        others are left out.  ``min_confidence`` is never taken below ``AUTO_CHOICE_FLOOR``."""
-        threshold = max(self.config.min_confidence if min_confidence is None else float(min_confidence),
-                        AUTO_CHOICE_FLOOR)
+        others are left out.  Optional references (muted/bypassed nodes) are left out
+        silently unless ``include_optional``; see ``skipped`` for the list of those."""
+        threshold = self.threshold(min_confidence)
         specs: List[Dict[str, Any]] = []
         failures: List[Failure] = []
         for res in analysis.resolutions:
@@ -203,29 +245,52 @@ class ComfyFixerCore:
             chosen = res.choose(threshold)
             if chosen is None:
                 failures.append(Failure(ref.filename, ref.expected_directory, _why_not(res, threshold),
-                                        res.errors[0].get("type") if res.errors else None))
+                                        _failure_type(res)))
                 continue
-            filename = chosen.save_as or ref.filename
+            # the folder and the name come from the reference, whatever the URL says
+            filename = ref.filename
             spec = {
                 "key": ref.key,
                 "url": chosen.download_url,
                 "filename": filename,
                 "directory": ref.expected_directory,
-                "sha256": chosen.hash_sha256 or (ref.hash if (ref.hash_type or "sha256").lower() == "sha256" else None),
+                "sha256": _sha256(chosen.hash_sha256) or _reference_sha256(ref),
                 "size": chosen.size_bytes,
                 "source": chosen.backend,
                 "source_id": chosen.model_id,
                 "confidence": chosen.confidence,
                 "reason": chosen.reason,
             }
-            if output_dir is not None:
-                from .security import safe_join
-
-                spec["save_path"] = str(safe_join(Path(output_dir) / ref.expected_directory, filename))
-            elif self.has_inventory:
-                spec["save_path"] = str(self.inventory.target_path(ref.expected_directory, filename))
+            try:
+                if output_dir is not None:
+                    spec["save_path"] = str(safe_join(Path(output_dir).expanduser() / ref.expected_directory,
+                                                      filename))
+                elif self.has_inventory:
+                    spec["save_path"] = str(self.inventory.target_path(ref.expected_directory, filename))
+            except (ValueError, OSError) as exc:  # UnsafePathError / ValidationError are ValueErrors
+                failures.append(Failure(ref.filename, ref.expected_directory, redact_text(str(exc)),
+                                        type(exc).__name__))
+                continue
             specs.append(spec)
         return specs, failures
+
+    @staticmethod
+    def skipped(analysis: AnalysisResult, *, include_optional: bool = False) -> List[Failure]:
+        """References a fix leaves alone on purpose: found in another folder (relink them),
+        and, unless ``include_optional``, missing ones on muted/bypassed nodes."""
+        out: List[Failure] = []
+        for ref in analysis.references:
+            if ref.status == ELSEWHERE:
+                out.append(Failure(ref.filename, ref.expected_directory,
+                                   f"found elsewhere: {ref.found_path} (point the node at it, or move the file)",
+                                   "elsewhere"))
+        if not include_optional:
+            for res in analysis.resolutions:
+                if res.reference.optional:
+                    out.append(Failure(res.reference.filename, res.reference.expected_directory,
+                                       "only used by muted/bypassed nodes (pass --include-optional to fetch it)",
+                                       "optional"))
+        return out
 
     # -- downloading ----------------------------------------------------------------------
     def download_models(
@@ -239,17 +304,62 @@ class ComfyFixerCore:
 
         Without ``output_dir`` each file goes to its folder of the ComfyUI install
         (``save_path`` from ``plan`` or the inventory's target path for the folder key).
+        Interrupting the calling thread (Ctrl-C) cancels the downloads; their part files
+        are removed before the exception goes on.
         """
-        specs = []
-        for spec in missing_models:
-            spec = dict(spec)
-            if output_dir is None and not spec.get("save_path"):
+        specs = [self._with_target(spec, output_dir) for spec in missing_models]
+        root = Path(output_dir).expanduser() if output_dir is not None else self.config.output_dir
+        with self._operation():
+            results = self._run_downloads(specs, root, on_event)
+        for spec, result in zip(specs, results):
+            if result.error_type == _CANCELLED and spec.get("save_path"):
+                with self._lock:
+                    self._cancelled_targets.add(Path(spec["save_path"]))
+        if any(r.error_type == _CANCELLED for r in results):
+            self._sweep_cancelled()
+        return results
+
+    def _with_target(self, spec: Dict[str, Any], output_dir: Optional[PathLike]) -> Dict[str, Any]:
+        spec = dict(spec)
+        if not spec.get("save_path") and spec.get("filename") and spec.get("directory"):
+            if output_dir is not None:
+                spec["save_path"] = str(safe_join(Path(output_dir).expanduser() / str(spec["directory"]),
+                                                  str(spec["filename"])))
+            else:
                 spec["save_path"] = str(self.inventory.target_path(spec["directory"], spec["filename"]))
-            specs.append(spec)
-        root = output_dir if output_dir is not None else self.config.output_dir
-        return self.downloader.download_models(
-            specs, root, concurrency=self.config.download_concurrency, on_event=on_event
-        )
+        return spec
+
+    def _run_downloads(self, specs: List[Dict[str, Any]], root: Path,
+                       on_event: Optional[EventCallback]) -> List[DownloadResult]:
+        """Run the batch on a helper thread and wait in slices, so a KeyboardInterrupt in the
+        calling thread is seen at once: the manager's own wait would first let every file
+        finish (ThreadPoolExecutor joins its workers on the way out)."""
+        if not specs:
+            return []
+        box: Dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["results"] = self.downloader.download_models(
+                    specs, root, concurrency=self.config.download_concurrency, on_event=on_event)
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, name="comfyfixer-downloads", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.1)
+        except BaseException:
+            self.cancel()
+            worker.join(CLEANUP_WAIT_SECONDS)
+            with self._lock:
+                self._cancelled_targets.update(Path(s["save_path"]) for s in specs if s.get("save_path"))
+            self._sweep_cancelled()
+            raise
+        if "error" in box:
+            raise box["error"]
+        return box["results"]
 
     def run(
         self,
@@ -269,11 +379,19 @@ class ComfyFixerCore:
         ``output_dir`` is a models root (files go to ``output_dir/<folder>/<file>``); by
         default files go into the ComfyUI install's own folders.  ``confirm`` sees the
         planned run (``run.plan``) before anything is downloaded and may decline.
+        A candidate below ``min_confidence`` (never below 0.8) is not downloaded: it is
+        listed in ``run.failures`` with the reason.
         """
         started = time.monotonic()
+        if isinstance(workflow_paths, (str, os.PathLike)):
+            workflow_paths = [workflow_paths]
         paths = list(workflow_paths) if workflow_paths is not None else list(self.config.workflow_dirs)
         if not paths:
             raise ConfigurationError("workflow_dirs", "no workflow given")
+        if output_dir is None and not self.has_inventory:
+            # checked first: finding out after a long search that nothing can be saved is rude
+            raise ConfigurationError("comfyui_root", "not set: pass --comfyui-root DIR (or an output folder) "
+                                                     "to know what is missing and where it goes")
         analysis = self.analyze_workflows(paths, backends=search_backends)
         specs, failures = self.plan(analysis, min_confidence, include_optional=include_optional,
                                     output_dir=output_dir)
@@ -281,14 +399,18 @@ class ComfyFixerCore:
         run = WorkflowRun(
             workflows_scanned=len(analysis.workflows),
             models_found=len(analysis.references),
-            models_present=sum(1 for r in analysis.references if r.status != MISSING),
+            models_present=sum(1 for r in analysis.references if r.status not in (MISSING, None)),
             models_missing=analysis.models_missing,
             plan=specs,
             failures=failures,
             dry_run=dry_run,
+            skipped=self.skipped(analysis, include_optional=include_optional),
         )
         if not dry_run and specs and (confirm is None or confirm(run)):
-            results = self.download_models(specs, output_dir, on_event=on_event)
+            if self._closing.is_set():  # cleanup() ran while we were searching
+                results = [_cancelled_result(spec) for spec in specs]
+            else:
+                results = self.download_models(specs, output_dir, on_event=on_event)
             run.downloads = results
             for spec, result in zip(specs, results):
                 if result.success:
@@ -302,23 +424,63 @@ class ComfyFixerCore:
         return run
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def cleanup(self) -> None:
-        """Cancel running downloads, release HTTP sessions and pools, remove stray part files
-        of cancelled jobs."""
-        with self._lock:
-            for component in (self._downloader, self._search, self._state):
-                if component is None:
+    @contextmanager
+    def _operation(self) -> Iterator[None]:
+        with self._ops_cond:
+            self._ops += 1
+        try:
+            yield
+        finally:
+            with self._ops_cond:
+                self._ops -= 1
+                self._ops_cond.notify_all()
+
+    def cancel(self) -> int:
+        """Cancel this core's running and queued downloads; returns how many were told."""
+        downloader = self._downloader
+        return downloader.cancel() if downloader is not None else 0
+
+    def cleanup(self, timeout: float = CLEANUP_WAIT_SECONDS) -> None:
+        """Cancel running downloads, wait (up to ``timeout`` s) for them to stop, remove the
+        ``.part``/``.part.json`` files of downloads cancelled through this core, and release
+        HTTP sessions, pools and databases.  The core may be used again afterwards."""
+        self._closing.set()
+        try:
+            self.cancel()
+            deadline = time.monotonic() + max(0.0, timeout)
+            with self._ops_cond:
+                while self._ops and time.monotonic() < deadline:
+                    self._ops_cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            self._sweep_cancelled()
+            with self._lock:
+                components = [("downloader", self._downloader), ("search", self._search), ("state", self._state)]
+                self._downloader = self._search = self._state = None
+            for name, component in components:
+                close = getattr(component, "close", None)
+                if close is None:
                     continue
-                for method in ("cancel", "close"):
-                    fn = getattr(component, method, None)
-                    if fn is None:
-                        continue
-                    try:
-                        fn()
-                    except Exception as exc:  # cleanup must go on
-                        log.warning("cleanup of %s failed: %s", type(component).__name__, exc)
+                try:
+                    close()
+                except Exception as exc:  # cleanup must go on
+                    log.warning("closing the %s failed: %s", name, exc)
+        finally:
+            self._closing.clear()
 
     close = cleanup
+
+    def _sweep_cancelled(self) -> None:
+        """Remove leftover part files of downloads cancelled through this core.
+
+        The engine normally deletes them itself when it notices the cancel; this catches
+        the ones it had not reached yet.  A part file someone holds the engine's lock on
+        (another process's or another core's live download) is left alone.
+        """
+        with self._lock:
+            targets = list(self._cancelled_targets)
+        for target in targets:
+            if _remove_part_if_idle(target):
+                with self._lock:
+                    self._cancelled_targets.discard(target)
 
     def __enter__(self) -> "ComfyFixerCore":
         return self
@@ -328,12 +490,16 @@ class ComfyFixerCore:
 
 
 def merge_references(references: Iterable[ModelReference]) -> List[ModelReference]:
-    """One reference per (folder, file), with every location; first-seen order kept."""
+    """One reference per (folder, file), with every location; first-seen order kept.
+
+    The merged references are copies: the workflows' own references stay as scanned.
+    """
     merged: Dict[str, ModelReference] = {}
     for ref in references:
         seen = merged.get(ref.key)
         if seen is None:
-            merged[ref.key] = ref
+            merged[ref.key] = copy.copy(ref)
+            merged[ref.key].locations = list(ref.locations)
             continue
         seen.locations.extend(loc for loc in ref.locations if loc not in seen.locations)
         seen.optional = seen.optional and ref.optional
@@ -344,11 +510,76 @@ def merge_references(references: Iterable[ModelReference]) -> List[ModelReferenc
     return list(merged.values())
 
 
+def _remove_part_if_idle(target: Path) -> bool:
+    """Delete ``target.part`` and ``target.part.json`` unless a download holds the part's lock.
+    True when nothing is left to sweep."""
+    part = target.with_name(target.name + ".part")
+    sidecar = target.with_name(target.name + ".part.json")
+    try:
+        fd = os.open(part, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        fd = -1
+    except OSError as exc:
+        log.warning("cannot check %s: %s", part, exc)
+        return False
+    try:
+        if fd >= 0 and fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False  # a live download owns it
+        for path in (part, sidecar) if fd >= 0 else (sidecar,):
+            # a sidecar without its part is junk either way
+            try:
+                os.unlink(path)
+                log.info("removed %s of a cancelled download", path.name)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # Windows: still open elsewhere
+                log.warning("cannot remove %s: %s", path, exc)
+                return False
+        return True
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _cancelled_result(spec: Dict[str, Any]) -> DownloadResult:
+    return DownloadResult(filename=str(spec.get("filename")), success=False, save_path=str(spec.get("save_path", "")),
+                          error_message="cancelled before it started", error_type=_CANCELLED)
+
+
+def _sha256(value: Optional[str]) -> Optional[str]:
+    text = (value or "").strip().lower()
+    if text.startswith("sha256:"):
+        text = text[7:]
+    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
+
+
+def _reference_sha256(ref: ModelReference) -> Optional[str]:
+    """The workflow's own hash, when it is a sha256 (other kinds cannot be verified here)."""
+    if (ref.hash_type or "sha256").lower().replace("-", "") != "sha256":
+        return None
+    return _sha256(ref.hash)
+
+
+def _failure_type(res: Resolution) -> Optional[str]:
+    if res.best is not None:
+        return "LowConfidenceError"
+    if res.errors:
+        return res.errors[0].get("type")
+    return "NotFoundError"
+
+
 def _why_not(res: Resolution, threshold: float) -> str:
     best = res.best
     if best is None:
         if res.errors:
-            return "no candidate found; " + "; ".join(e.get("message", "") for e in res.errors[:2])
+            return "no candidate found; " + "; ".join(
+                f"{e.get('backend', '?')}: {e.get('message', '')}" for e in res.errors[:3])
         return "no candidate found on any backend"
     return (f"best candidate {best.filename!r} from {best.backend} is only "
             f"{best.confidence:.0%} sure ({best.reason}); needs {threshold:.0%}: pick it by hand")
+
+
+__all__ = ["ComfyFixerCore", "merge_references"]

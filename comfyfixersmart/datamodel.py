@@ -311,6 +311,9 @@ class WorkflowRun(_Serializable):
     plan: List[Dict[str, Any]] = field(default_factory=list)
     dry_run: bool = False
     duration: float = 0.0
+    #: references left alone on purpose, not failures: ``error_type`` is ``elsewhere`` (the
+    #: file is in another folder) or ``optional`` (only muted/bypassed nodes use it)
+    skipped: List[Failure] = field(default_factory=list)
 
     @property
     def success(self) -> bool:

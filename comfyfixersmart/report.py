@@ -17,6 +17,7 @@ from .datamodel import (
     ModelReference,
     Resolution,
     SearchResult,
+    WorkflowData,
     WorkflowRun,
 )
 from .security import redact_url
@@ -87,7 +88,8 @@ def resolution_to_json(res: Resolution, min_confidence: float = 0.9) -> Dict[str
 
 
 def summarize(references: Iterable[ModelReference]) -> Dict[str, int]:
-    """Counts by status; ``optional_missing`` counts missing refs on muted/bypassed nodes."""
+    """Counts by status; ``optional_missing`` counts missing refs on muted/bypassed nodes
+    (not in ``missing``).  Unchecked references (no ComfyUI root) count only in ``total``."""
     refs = list(references)
     return {
         "total": len(refs),
@@ -95,6 +97,35 @@ def summarize(references: Iterable[ModelReference]) -> Dict[str, int]:
         "elsewhere": sum(r.status == ELSEWHERE for r in refs),
         "missing": sum(r.status == MISSING and not r.optional for r in refs),
         "optional_missing": sum(r.status == MISSING and r.optional for r in refs),
+    }
+
+
+def workflow_to_json(wf: WorkflowData) -> Dict[str, Any]:
+    """One scanned workflow: its format, warnings, custom node types and checked references."""
+    return {
+        "path": wf.path,
+        "format": wf.format,
+        "warnings": list(wf.warnings),
+        "custom_node_types": sorted(wf.custom_node_types),
+        "references": [reference_to_json(r) for r in wf.model_references],
+        "summary": summarize(wf.model_references),
+    }
+
+
+def scan_to_json(workflows: Iterable[WorkflowData], errors: Iterable[Dict[str, Any]],
+                 comfyui_root: Optional[Any] = None) -> Dict[str, Any]:
+    """The report of ``comfyfixer scan --json``: per workflow, then a summary of them all.
+
+    ``checked`` is False when no ComfyUI root was given (statuses are then ``unchecked``).
+    """
+    wfs = list(workflows)
+    return {
+        "report_version": REPORT_VERSION,
+        "comfyui_root": str(comfyui_root) if comfyui_root else None,
+        "checked": bool(comfyui_root),
+        "workflows": [workflow_to_json(wf) for wf in wfs],
+        "errors": [dict(e) for e in errors],
+        "summary": summarize(r for wf in wfs for r in wf.model_references),
     }
 
 
@@ -133,6 +164,7 @@ def run_to_json(run: WorkflowRun) -> Dict[str, Any]:
         "plan": plan,
         "downloads": [d.to_dict() for d in run.downloads],
         "failures": [f.to_dict() for f in run.failures],
+        "skipped": [f.to_dict() for f in getattr(run, "skipped", [])],
         "duration": round(run.duration, 3),
     }
 
