@@ -16,6 +16,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from urllib.parse import urlsplit
 
 from .datamodel import (
     AUTO_CHOICE_FLOOR,
@@ -27,10 +28,13 @@ from .datamodel import (
     ModelReference,
     ProgressEvent,
     Resolution,
+    SearchResult,
     WorkflowData,
     WorkflowRun,
 )
-from .errors import ConfigurationError, DownloadCancelledError, WorkflowParseError
+from .inventory import EMBEDDING_EXTENSIONS
+from .errors import ConfigurationError, WorkflowParseError
+from .folders import canonical_folder
 from .logs import get_logger
 from .security import redact_text, safe_join
 from .settings import Config, get_config
@@ -248,7 +252,7 @@ class ComfyFixerCore:
                                         _failure_type(res)))
                 continue
             # the folder and the name come from the reference, whatever the URL says
-            filename = ref.filename
+            filename = _save_name(ref, chosen)
             spec = {
                 "key": ref.key,
                 "url": chosen.download_url,
@@ -542,6 +546,22 @@ def _remove_part_if_idle(target: Path) -> bool:
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _save_name(ref: ModelReference, chosen: SearchResult) -> str:
+    """The reference's own name; an embedding named without extension (``embedding:name`` in a
+    prompt) gets the candidate's extension: ComfyUI finds ``name.safetensors`` for it, but
+    would unpickle a file saved as plain ``name``."""
+    name = ref.filename
+    if canonical_folder(ref.expected_directory) != "embeddings":
+        return name
+    if any(name.lower().endswith(ext) for ext in EMBEDDING_EXTENSIONS):
+        return name
+    for source in (chosen.filename, urlsplit(chosen.download_url or "").path):
+        ext = next((e for e in EMBEDDING_EXTENSIONS if (source or "").lower().endswith(e)), None)
+        if ext:
+            return name + ext
+    return name
 
 
 def _cancelled_result(spec: Dict[str, Any]) -> DownloadResult:
