@@ -341,6 +341,9 @@ class ComfyFixerCore:
         if not specs:
             return []
         box: Dict[str, Any] = {}
+        # an Event, not Thread.join: a KeyboardInterrupt landing inside join() leaves the
+        # Thread marked as stopped (CPython's bpo-45274 handling), and later joins return at once
+        done = threading.Event()
 
         def work() -> None:
             try:
@@ -348,15 +351,16 @@ class ComfyFixerCore:
                     specs, root, concurrency=self.config.download_concurrency, on_event=on_event)
             except BaseException as exc:  # handed to the caller's thread
                 box["error"] = exc
+            finally:
+                done.set()
 
-        worker = threading.Thread(target=work, name="comfyfixer-downloads", daemon=True)
-        worker.start()
+        threading.Thread(target=work, name="comfyfixer-downloads", daemon=True).start()
         try:
-            while worker.is_alive():
-                worker.join(0.1)
+            while not done.wait(0.1):
+                pass
         except BaseException:
             self.cancel()
-            worker.join(CLEANUP_WAIT_SECONDS)
+            done.wait(CLEANUP_WAIT_SECONDS)  # the engine removes what it cancelled
             with self._lock:
                 self._cancelled_targets.update(Path(s["save_path"]) for s in specs if s.get("save_path"))
             self._sweep_cancelled()
@@ -439,10 +443,12 @@ class ComfyFixerCore:
                 self._ops -= 1
                 self._ops_cond.notify_all()
 
-    def cancel(self) -> int:
-        """Cancel this core's running and queued downloads; returns how many were told."""
+    def cancel(self, key: Optional[PathLike] = None) -> int:
+        """Cancel this core's running and queued downloads, or only the one of ``key`` (save
+        path, item id or file name); returns how many were told.  Their part files are
+        removed when the batch returns (or by ``cleanup``)."""
         downloader = self._downloader
-        return downloader.cancel() if downloader is not None else 0
+        return downloader.cancel(key) if downloader is not None else 0
 
     def cleanup(self, timeout: float = CLEANUP_WAIT_SECONDS) -> None:
         """Cancel running downloads, wait (up to ``timeout`` s) for them to stop, remove the

@@ -1,0 +1,157 @@
+"""Cancelling through ComfyFixerCore: ``cleanup()`` from another thread, Ctrl-C in the calling
+thread, and part files of other processes' live downloads left alone.
+
+The files come from ``dlserver.FileServer`` trickling at a capped rate, so a download is
+really in flight (``.part`` on disk, bytes arriving) when it is cancelled.
+"""
+
+from __future__ import annotations
+
+import _thread
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from comfyfixersmart.core import ComfyFixerCore
+from dlserver import FileServer, loopback_config, payload
+
+SIZE = 2 * 1024 * 1024
+RATE = 256 * 1024  # 8 s for the whole file: always cancelled mid-way
+
+
+@pytest.fixture
+def server():
+    with FileServer() as srv:
+        srv.add("/slow.safetensors", payload(SIZE, seed=1), rate=RATE)
+        srv.add("/other.safetensors", payload(SIZE, seed=2), rate=RATE)
+        yield srv
+
+
+@pytest.fixture
+def config(make_config, tmp_path):
+    # small chunks: the engine checks for a cancel between chunks
+    return loopback_config(make_config, chunk_size=16 * 1024, download_concurrency=1)
+
+
+def spec(server, name: str) -> dict:
+    return {"url": server.url(f"/{name}", host="localhost"), "filename": name, "directory": "checkpoints"}
+
+
+def parts(folder: Path):
+    return sorted(p.name for p in folder.rglob("*.part*"))
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+def started(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 0
+
+
+def test_cleanup_from_another_thread_cancels_and_removes_part_files(server, config, tmp_path):
+    out = tmp_path / "models"
+    part = out / "checkpoints" / "slow.safetensors.part"
+    results = []
+    core = ComfyFixerCore(config)
+    worker = threading.Thread(target=lambda: results.extend(core.download_models([spec(server, "slow.safetensors")], out)))
+    worker.start()
+    wait_for(lambda: started(part))
+    began = time.monotonic()
+    core.cleanup()
+    # when cleanup returns the download has stopped and left nothing behind
+    assert parts(out) == []
+    assert time.monotonic() - began < 5
+    worker.join(10)
+    assert [(r.success, r.error_type) for r in results] == [(False, "DownloadCancelledError")]
+    assert not (out / "checkpoints" / "slow.safetensors").exists()
+    # the core is usable again after cleanup (fresh sessions)
+    server.add("/quick.safetensors", b"q" * 1000)
+    assert core.download_models([spec(server, "quick.safetensors")], out)[0].success
+    core.cleanup()
+
+
+def test_ctrl_c_in_the_calling_thread_cancels_downloads(server, config, tmp_path):
+    out = tmp_path / "models"
+    part = out / "checkpoints" / "slow.safetensors.part"
+
+    def interrupt():
+        wait_for(lambda: started(part))
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    began = time.monotonic()
+    with ComfyFixerCore(config) as core:
+        with pytest.raises(KeyboardInterrupt):
+            core.download_models([spec(server, "slow.safetensors"), spec(server, "other.safetensors")], out)
+        assert time.monotonic() - began < 6  # not after the 16 s both files would take
+        assert parts(out) == []
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "cleanup"])
+def test_live_download_of_another_process_is_not_touched(server, config, tmp_path, how):
+    """Two downloads (concurrency 1); the second one's part file belongs to another process
+    that holds the engine's lock on it.  Cancelling through the core removes our part file,
+    never theirs (after Ctrl-C the core sweeps every target of the batch: the lock is what
+    protects theirs)."""
+    out = tmp_path / "models"
+    ours = out / "checkpoints" / "slow.safetensors.part"
+    theirs = out / "checkpoints" / "other.safetensors.part"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"x" * 1000)
+    (out / "checkpoints" / "other.safetensors.part.json").write_text("{}")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(theirs)!r}, os.O_RDWR)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "print('locked', flush=True)\n"
+         "time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    batch = [spec(server, "slow.safetensors"), spec(server, "other.safetensors")]
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        core = ComfyFixerCore(config)
+        if how == "ctrl-c":
+            def interrupt():
+                wait_for(lambda: started(ours))
+                _thread.interrupt_main()
+
+            threading.Thread(target=interrupt, daemon=True).start()
+            with pytest.raises(KeyboardInterrupt):
+                core.download_models(batch, out)
+        else:
+            results = []
+            worker = threading.Thread(target=lambda: results.extend(core.download_models(batch, out)))
+            worker.start()
+            wait_for(lambda: started(ours))
+            core.cleanup()
+            worker.join(10)
+            assert results[0].error_type == "DownloadCancelledError" and not results[1].success
+        core.cleanup()
+        assert not ours.exists() and not ours.with_name("slow.safetensors.part.json").exists()
+        assert theirs.read_bytes() == b"x" * 1000  # still there, untouched
+        assert (out / "checkpoints" / "other.safetensors.part.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_context_manager_releases_components(make_config, tmp_path):
+    config = make_config(comfyui_root=tmp_path)
+    (tmp_path / "models").mkdir()
+    with ComfyFixerCore(config) as core:
+        search, state, downloader = core.search, core.state, core.downloader
+        assert core.search is search  # created once, reused
+    # after the block the components were closed and dropped; new ones are made on demand
+    assert core._search is None and core._state is None and core._downloader is None
+    assert core.search is not search
+    core.cleanup()
