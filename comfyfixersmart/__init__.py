@@ -34,6 +34,12 @@ _EXPORTS = {
     "sha256_file": "hashing",
     "read_extra_model_paths": "extra_paths",
     "SearchBackend": "search",
+    "annotate_workflow": "annotate",
+    "annotate_workflow_with_count": "annotate",
+    "sources_from_analysis": "annotate",
+    "ModelSource": "annotate",
+    "FixerRoutes": "service.routes",
+    "JobManager": "service.jobs",
     # data classes
     "ModelReference": "datamodel",
     "ModelLocation": "datamodel",
@@ -57,6 +63,7 @@ for _name in (
     "AuthRequiredError", "AccessDeniedError", "GatedRepoError", "EarlyAccessError",
     "NotFoundError", "DownloadError", "IntegrityError", "InsufficientSpaceError",
     "HostNotAllowedError", "FileExistsConflictError", "DownloadCancelledError", "StateError",
+    "JobNotFoundError", "JobConflictError", "JobInterruptedError", "RequestTooLargeError", "LowConfidenceError",
 ):
     _EXPORTS[_name] = "errors"
 del _name
