@@ -1,0 +1,80 @@
+"""The public API of ../shared/api-reference.md is exported, works, and importing does no work."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import comfyfixersmart
+
+REPO = Path(__file__).resolve().parents[1]
+
+REFERENCE_NAMES = [
+    "ComfyFixerCore", "WorkflowScanner", "ModelInventory", "ModelSearch", "DownloadManager", "StateManager",
+    "WorkflowData", "ModelReference", "SearchResult", "DownloadResult", "config", "save_json_file",
+    "ensure_directory", "get_logger", "ComfyFixerError", "ConfigurationError", "WorkflowParseError",
+    "APISearchError", "DownloadError", "ValidationError",
+]
+
+
+def test_version():
+    assert comfyfixersmart.__version__ == "2.0.0"
+
+
+def test_every_exported_name_resolves():
+    for name in comfyfixersmart.__all__:
+        assert getattr(comfyfixersmart, name) is not None, name
+    for name in REFERENCE_NAMES:
+        assert name in comfyfixersmart.__all__, name
+
+
+def test_exceptions_form_one_tree():
+    errors = [getattr(comfyfixersmart, n) for n in comfyfixersmart.__all__
+              if n.endswith("Error") and inspect.isclass(getattr(comfyfixersmart, n))]
+    assert len(errors) > 10
+    for cls in errors:
+        assert issubclass(cls, comfyfixersmart.ComfyFixerError), cls
+    assert issubclass(comfyfixersmart.WorkflowParseError, ValueError)
+    assert issubclass(comfyfixersmart.DownloadError, OSError)
+
+
+def test_reference_signatures():
+    sig = inspect.signature
+    assert list(sig(comfyfixersmart.ComfyFixerCore.run).parameters)[:4] == [
+        "self", "workflow_paths", "output_dir", "search_backends"]
+    assert list(sig(comfyfixersmart.WorkflowScanner.scan_directory).parameters)[:3] == ["self", "directory", "recursive"]
+    assert sig(comfyfixersmart.WorkflowScanner.scan_directory).parameters["recursive"].default is True
+    assert list(sig(comfyfixersmart.ModelSearch.search).parameters)[:4] == ["self", "query", "model_type", "backends"]
+    assert list(sig(comfyfixersmart.DownloadManager.download_model).parameters)[:4] == [
+        "self", "url", "save_path", "progress_callback"]
+    assert sig(comfyfixersmart.DownloadManager.download_models).parameters["concurrency"].default == 3
+    assert list(sig(comfyfixersmart.StateManager.record_download).parameters)[:4] == [
+        "self", "filename", "source", "source_id"]
+
+
+def test_import_does_no_work_and_needs_no_comfyui():
+    # a fresh interpreter: importing the package loads none of the heavy parts and no ComfyUI
+    code = (
+        "import sys, comfyfixersmart\n"
+        "heavy = [m for m in ('requests', 'aiohttp', 'huggingface_hub', 'sqlite3', 'rich', 'server', 'folder_paths')"
+        " if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_root_init_imports_cleanly_outside_comfyui():
+    # ComfyUI loads the repo folder as a package under an arbitrary name; outside ComfyUI it does nothing
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('some_custom_node_x', {str(REPO / '__init__.py')!r},"
+        f" submodule_search_locations=[{str(REPO)!r}])\n"
+        "mod = importlib.util.module_from_spec(spec); sys.modules[spec.name] = mod; spec.loader.exec_module(mod)\n"
+        "print(mod.WEB_DIRECTORY, mod.NODE_CLASS_MAPPINGS, 'server' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.split() == ["./web", "{}", "False"]
