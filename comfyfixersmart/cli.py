@@ -427,7 +427,7 @@ def _print_outcome(out, run) -> None:
         if d.success:
             how = "already there, sha256 verified" if d.skipped and d.verified else \
                 "sha256 verified" if d.verified else "no hash known to verify"
-            out.print(f"[green]✓[/] {_esc(d.save_path)} [dim]({how})[/]")
+            out.print(f"[green]✓[/] {_esc(_display_path(d.save_path))} [dim]({how})[/]")
         else:
             out.print(f"[red]✗[/] {_esc(d.filename)}: {_esc(d.error_type)}: {_esc(d.error_message)}")
         for w in d.warnings:
@@ -473,6 +473,17 @@ class _ProgressRenderer:
                 self.tasks[key] = self.progress.add_task(_esc(event.filename), total=event.total)
             self.progress.update(self.tasks[key], completed=event.downloaded, total=event.total,
                                  description=f"{_esc(event.filename)} [dim]{_esc(event.state)}[/]")
+
+
+def _display_path(path: str) -> str:
+    """``path`` relative to the current folder when it is inside it (shorter, same meaning)."""
+    import os
+
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return rel if not rel.startswith("..") else path
 
 
 def _backends(args) -> Optional[List[str]]:

@@ -1,6 +1,6 @@
 """Run ``comfyfixer`` end to end, offline, against the test suite's fake Civitai + Hugging Face.
 
-    python examples/demo_fakehub.py            # prints scan, fix --dry-run and fix --yes
+    python examples/demo_fakehub.py            # prints scan, resolve, fix --dry-run, fix --yes, scan
     python examples/demo_fakehub.py --keep     # and leaves the temp folder for a look
 
 The example ComfyUI folder and workflow are copied to a temp folder; the fake hub (tests/fakehub,
@@ -82,6 +82,7 @@ def main() -> int:
             env = cli_env(hub, tmp)
             rel = ["workflows/example_workflow.json", "--comfyui-root", "ComfyUI"]
             run(["scan", *rel], env, tmp)
+            run(["resolve", *rel], env, tmp)
             run(["fix", *rel, "--dry-run"], env, tmp)
             code = run(["fix", *rel, "--yes"], env, tmp)
             run(["scan", *rel], env, tmp)

@@ -221,7 +221,7 @@ def test_fix_yes_downloads_with_progress_and_reports(capsys, world):
     assert code == 1  # the 61 % ControlNet stays missing
     assert (world.models / "vae" / "my_vae.safetensors").read_bytes() == MY_VAE
     assert (world.models / "loras" / "sdxl" / "detail_tweaker.safetensors").read_bytes() == DETAIL
-    assert f"✓ {world.models / 'vae' / 'my_vae.safetensors'} (sha256 verified)" in out
+    assert f"✓ {world.models / 'vae' / 'my_vae.safetensors'} (sha256 verified)" in out  # outside the cwd
     assert "fixed 2 of 4 missing model(s)" in out
     assert any("my_vae.safetensors" in line and "done" in line for line in out.splitlines())  # progress bar
     # a second run finds nothing left to fetch but the look-alike

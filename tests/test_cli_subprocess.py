@@ -31,9 +31,9 @@ def env(tmp_path):
     return out
 
 
-def comfyfixer(env, *args, module="comfyfixersmart", timeout=60):
+def comfyfixer(env, *args, module="comfyfixersmart", timeout=60, cwd=None):
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=cwd)
 
 
 def test_version_and_help(env):
@@ -55,10 +55,11 @@ def test_scan_example_in_a_subprocess(env):
 def test_fix_in_a_subprocess_downloads_from_the_fake_hub(env, fake_hub, tmp_path):
     world = build_world(fake_hub, tmp_path)
     env.update(world.env())
-    done = comfyfixer(env, "fix", world.workflow, "--comfyui-root", world.root, "--yes")
+    done = comfyfixer(env, "fix", world.workflow, "--comfyui-root", world.root, "--yes", cwd=tmp_path)
     assert done.returncode == 1, done.stderr  # the look-alike ControlNet stays missing
     assert (world.models / "vae" / "my_vae.safetensors").read_bytes() == MY_VAE
     assert "fixed 2 of 4 missing model(s)" in done.stdout
+    assert "✓ ComfyUI/models/vae/my_vae.safetensors (sha256 verified)" in done.stdout  # relative to the cwd
     done = comfyfixer(env, "fix", world.workflow, "--comfyui-root", world.root)  # stdin is not a terminal
     assert done.returncode == 2 and "--yes" in done.stderr
 
