@@ -78,6 +78,8 @@ class ComfyFixerCore:
         self._downloader = downloader
         self._state = state
         self._lock = threading.RLock()
+        #: components this core made itself: only those are closed by ``cleanup``
+        self._owned: Set[str] = set()
         # WorkflowScanner.scan_directory reports unreadable files on the scanner itself
         self._scan_lock = threading.Lock()
         # download batches in flight (cleanup waits for them) and part files to sweep
@@ -94,6 +96,7 @@ class ComfyFixerCore:
                 from .scan import WorkflowScanner
 
                 self._scanner = WorkflowScanner(self.config)
+                self._owned.add("scanner")
             return self._scanner
 
     @property
@@ -108,6 +111,7 @@ class ComfyFixerCore:
                         "not set: pass --comfyui-root DIR or set COMFYFIXER_COMFYUI_ROOT",
                     )
                 self._inventory = ModelInventory(self.config).build(self.config.comfyui_root)
+                self._owned.add("inventory")
             return self._inventory
 
     @property
@@ -122,6 +126,7 @@ class ComfyFixerCore:
                 from .search import ModelSearch
 
                 self._search = ModelSearch(self.config)
+                self._owned.add("search")
             return self._search
 
     @property
@@ -131,6 +136,7 @@ class ComfyFixerCore:
                 from .state import StateManager
 
                 self._state = StateManager(self.config)
+                self._owned.add("state")
             return self._state
 
     @property
@@ -140,6 +146,7 @@ class ComfyFixerCore:
                 from .download import DownloadManager
 
                 self._downloader = DownloadManager(self.config, state=self.state)
+                self._owned.add("downloader")
             return self._downloader
 
     # -- scanning ---------------------------------------------------------------------
@@ -453,7 +460,8 @@ class ComfyFixerCore:
     def cleanup(self, timeout: float = CLEANUP_WAIT_SECONDS) -> None:
         """Cancel running downloads, wait (up to ``timeout`` s) for them to stop, remove the
         ``.part``/``.part.json`` files of downloads cancelled through this core, and release
-        HTTP sessions, pools and databases.  The core may be used again afterwards."""
+        the HTTP sessions, pools and databases of the components it created (those passed
+        to the constructor are the caller's to close).  The core may be used again afterwards."""
         self._closing.set()
         try:
             self.cancel()
@@ -463,8 +471,12 @@ class ComfyFixerCore:
                     self._ops_cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
             self._sweep_cancelled()
             with self._lock:
-                components = [("downloader", self._downloader), ("search", self._search), ("state", self._state)]
-                self._downloader = self._search = self._state = None
+                # components given to the constructor belong to the caller: not closed here
+                components = [(name, getattr(self, "_" + name)) for name in ("downloader", "search", "state")
+                              if name in self._owned]
+                for name, _ in components:
+                    setattr(self, "_" + name, None)
+                    self._owned.discard(name)
             for name, component in components:
                 close = getattr(component, "close", None)
                 if close is None:

@@ -155,3 +155,16 @@ def test_context_manager_releases_components(make_config, tmp_path):
     assert core._search is None and core._state is None and core._downloader is None
     assert core.search is not search
     core.cleanup()
+
+
+def test_components_passed_in_are_left_open(make_config, tmp_path):
+    from comfyfixersmart.state import StateManager
+
+    config = make_config()
+    with StateManager(config) as state:
+        with ComfyFixerCore(config, state=state) as core:
+            assert core.state is state
+            core.search  # made by the core: closed and dropped on exit
+        assert core.state is state  # still the caller's, still open
+        state.record_download("x.safetensors", "civitai", "1")
+        assert state.is_downloaded("x.safetensors")
