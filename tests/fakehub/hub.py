@@ -92,6 +92,27 @@ class Fault:
         return bool(self.pattern.search(path))
 
 
+class _Pacer:
+    """Sleeps so that the bytes written since the rate last changed average ``rate`` per second."""
+
+    def __init__(self) -> None:
+        self.rate: Optional[float] = None
+        self.start = 0.0
+        self.paced = 0
+
+    async def wait(self, nbytes: int, rate: Optional[float]) -> None:
+        loop = asyncio.get_running_loop()
+        if not rate or rate <= 0:
+            self.rate = None
+            return
+        if rate != self.rate:  # first throttled chunk, or the test changed the limit
+            self.rate, self.start, self.paced = rate, loop.time(), 0
+        self.paced += nbytes
+        delay = self.start + self.paced / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 class FakeHub:
     """A fresh, empty hub; ``start()`` it (or use ``with FakeHub() as hub``)."""
 
@@ -113,6 +134,9 @@ class FakeHub:
         self.civitai_numeric_cursor: bool = False
         #: page size of the HF tree API (to exercise its cursor pagination)
         self.hf_tree_page_size: int = 1000
+        #: bandwidth of every served file body, per response (None/0: as fast as possible);
+        #: read between chunks, so a test may lift or change it while a download runs
+        self.rate_limit_bytes_per_s: Optional[float] = None
         self.faults: List[Fault] = []
         self._log: List[RequestRecord] = []
         self._signatures: Dict[str, tuple] = {}
@@ -453,7 +477,10 @@ class FakeHub:
         await response.prepare(request)
         fault: Optional[Fault] = request.get("fault")
         limit = fault.truncate_after if fault is not None and fault.truncate_after is not None else None
-        chunk = 256 * 1024
+        rate = self.rate_limit_bytes_per_s
+        # ~10 writes a second when throttled, so clients see a smooth byte stream
+        chunk = min(256 * 1024, max(4096, int(rate // 10))) if rate else 256 * 1024
+        pacer = _Pacer()
         sent = 0
         for pos in range(0, len(body), chunk):
             piece = body[pos:pos + chunk]
@@ -464,6 +491,7 @@ class FakeHub:
                 return response
             await response.write(piece)
             sent += len(piece)
+            await pacer.wait(len(piece), self.rate_limit_bytes_per_s)
         await response.write_eof()
         return response
 
