@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
-        p.add_argument("--comfyui-root", metavar="DIR", help="ComfyUI folder (holds models/ and extra_model_paths.yaml)")
+        p.add_argument("--comfyui-root", metavar="DIR",
+                       help="ComfyUI folder (holds models/ and extra_model_paths.yaml)")
         if json_flag:
             p.add_argument("--json", action="store_true", help="print a machine-readable JSON report")
 
@@ -407,7 +408,8 @@ def _print_plan(out, run) -> None:
         for spec in run.plan:
             table.add_row(_esc(spec["directory"]), _esc(spec["filename"]), _esc(spec["source"]),
                           f"{spec['confidence']:.0%}", _size(spec.get("size")),
-                          "[green]checked[/]" if spec.get("sha256") else "[dim]unknown[/]", _esc(spec.get("reason", "")))
+                          "[green]checked[/]" if spec.get("sha256") else "[dim]unknown[/]",
+                          _esc(spec.get("reason", "")))
         out.print(table)
     for f in run.skipped:
         out.print(f"[dim]left alone[/] {_esc(f.directory)}/{_esc(f.filename)}: {_esc(f.reason)}")

@@ -322,7 +322,7 @@ class ComfyFixerCore:
         root = Path(output_dir).expanduser() if output_dir is not None else self.config.output_dir
         with self._operation():
             results = self._run_downloads(specs, root, on_event)
-        for spec, result in zip(specs, results):
+        for spec, result in zip(specs, results, strict=True):
             if result.error_type == _CANCELLED and spec.get("save_path"):
                 with self._lock:
                     self._cancelled_targets.add(Path(spec["save_path"]))
@@ -427,7 +427,7 @@ class ComfyFixerCore:
             else:
                 results = self.download_models(specs, output_dir, on_event=on_event)
             run.downloads = results
-            for spec, result in zip(specs, results):
+            for spec, result in zip(specs, results, strict=True):
                 if result.success:
                     run.models_resolved += 1
                 else:

@@ -80,7 +80,7 @@ def main() -> int:
             hub.add_civitai_model("negativeXL", {"negativeXL_D.safetensors": EMBEDDING}, type="TextualInversion",
                                   base_model="SDXL 1.0", downloads=120_000)
             env = cli_env(hub, tmp)
-            rel = ["workflows/example_workflow.json", "--comfyui-root", "ComfyUI"]
+            rel = [workflow.relative_to(tmp).as_posix(), "--comfyui-root", "ComfyUI"]
             run(["scan", *rel], env, tmp)
             run(["resolve", *rel], env, tmp)
             run(["fix", *rel, "--dry-run"], env, tmp)

@@ -150,7 +150,8 @@ def test_wrong_hash_from_the_workflow_fails_and_leaves_nothing(fake_hub, tmp_pat
     with FileServer() as server:
         server.add("/files/vae.safetensors", blob(50_000, seed=3))
         doc = ui_workflow([node(1, "VAELoader", ["vae.safetensors"])], models=[
-            {"name": "vae.safetensors", "directory": "vae", "url": server.url("/files/vae.safetensors", host="localhost"),
+            {"name": "vae.safetensors", "directory": "vae",
+             "url": server.url("/files/vae.safetensors", host="localhost"),
              "hash": sha(b"something else"), "hash_type": "sha256"}])
         wf = write_json(tmp_path / "wf.json", doc)
         config = config_for_hub(fake_hub, tmp_path, comfyui_root=root)
@@ -187,6 +188,9 @@ def test_run_needs_somewhere_to_put_files(fake_hub, tmp_path, world):
         assert fake_hub.requests == []  # refused before any search
         # with an output folder it works: nothing checked, so every reference is fetched if found
         run = core.run([world.workflow], output_dir=tmp_path / "out")
+    # nothing could be checked, so even present.safetensors was looked up (and is nowhere to find)
+    assert run.models_missing == 6 and run.models_resolved == 2
+    assert "present.safetensors" in {f.filename for f in run.failures}
     assert (tmp_path / "out" / "loras" / "sdxl" / "detail_tweaker.safetensors").read_bytes() == DETAIL
     assert (tmp_path / "out" / "vae" / "my_vae.safetensors").read_bytes() == MY_VAE
 
@@ -209,7 +213,7 @@ def test_merge_references_copies_and_combines(world, config):
         b = core.scanner.scan_workflow(world.workflow)
     merged = merge_references([*a.model_references, *b.model_references])
     assert len(merged) == len(a.model_references)
-    assert all(m is not r for m, r in zip(merged, a.model_references))
+    assert all(m is not r for m, r in zip(merged, a.model_references, strict=True))
     assert len(a.model_references[0].locations) == 1  # the workflow's own reference is untouched
     optional = next(m for m in merged if m.filename == "optional_lora.safetensors")
     assert optional.optional
@@ -218,7 +222,8 @@ def test_merge_references_copies_and_combines(world, config):
 def test_several_threads_share_one_core(fake_hub, tmp_path, world, config):
     """Three runs at once through asyncio.to_thread: each file is fetched once, all succeed."""
     second = write_json(tmp_path / "workflows" / "second.json", ui_workflow(
-        [node(1, "LoraLoader", ["sdxl/detail_tweaker.safetensors", 1, 1]), node(2, "VAELoader", ["my_vae.safetensors"])],
+        [node(1, "LoraLoader", ["sdxl/detail_tweaker.safetensors", 1, 1]),
+         node(2, "VAELoader", ["my_vae.safetensors"])],
         models=world.document["models"]))
     third = write_json(tmp_path / "workflows" / "third.json", ui_workflow(
         [node(1, "LoraLoader", ["sdxl/detail_tweaker.safetensors", 1, 1])]))

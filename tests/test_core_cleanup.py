@@ -62,7 +62,8 @@ def test_cleanup_from_another_thread_cancels_and_removes_part_files(server, conf
     part = out / "checkpoints" / "slow.safetensors.part"
     results = []
     core = ComfyFixerCore(config)
-    worker = threading.Thread(target=lambda: results.extend(core.download_models([spec(server, "slow.safetensors")], out)))
+    worker = threading.Thread(
+        target=lambda: results.extend(core.download_models([spec(server, "slow.safetensors")], out)))
     worker.start()
     wait_for(lambda: started(part))
     began = time.monotonic()
@@ -149,7 +150,8 @@ def test_context_manager_releases_components(make_config, tmp_path):
     config = make_config(comfyui_root=tmp_path)
     (tmp_path / "models").mkdir()
     with ComfyFixerCore(config) as core:
-        search, state, downloader = core.search, core.state, core.downloader
+        search = core.search
+        assert core.downloader.state is core.state  # downloads are recorded in the core's history
         assert core.search is search  # created once, reused
     # after the block the components were closed and dropped; new ones are made on demand
     assert core._search is None and core._state is None and core._downloader is None
@@ -164,7 +166,7 @@ def test_components_passed_in_are_left_open(make_config, tmp_path):
     with StateManager(config) as state:
         with ComfyFixerCore(config, state=state) as core:
             assert core.state is state
-            core.search  # made by the core: closed and dropped on exit
+            assert core.search is not None  # made by the core: closed and dropped on exit
         assert core.state is state  # still the caller's, still open
         state.record_download("x.safetensors", "civitai", "1")
         assert state.is_downloaded("x.safetensors")
