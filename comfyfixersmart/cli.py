@@ -190,8 +190,12 @@ def _fix(args, config, out, err, stdout) -> int:
     interactive = not args.json and sys.stdin.isatty()
     if not args.dry_run and not args.yes and not interactive:
         # decided before any work: a script must not sit on a prompt nobody sees
-        err.print("[red]error:[/] not asking on a non-interactive run: pass --yes to download, "
-                  "or --dry-run to see the plan")
+        message = "not asking on a non-interactive run: pass --yes to download, or --dry-run to see the plan"
+        err.print(f"[red]error:[/] {message}")
+        if args.json:
+            from .report import REPORT_VERSION
+
+            _dump(stdout, {"report_version": REPORT_VERSION, "error": {"type": "UsageError", "message": message}})
         return EXIT_ERROR
     _warn_floor(err, args.min_confidence)
     shown: List[bool] = []

@@ -131,6 +131,8 @@ def test_missing_root_and_bad_settings_exit_2_naming_the_setting(capsys, tmp_pat
     monkeypatch.delenv("COMFYFIXER_DOWNLOAD_CONCURRENCY")
     code, _, err = run_cli(capsys, "fix", EXAMPLE_WORKFLOW, "--dry-run", "--min-confidence", "1.5")
     assert code == 2 and "min_confidence" in err
+    code, _, err = run_cli(capsys, "resolve", EXAMPLE_WORKFLOW, "--backends", "civitai,bogus")
+    assert code == 2 and "unknown backend 'bogus'" in err
     with pytest.raises(SystemExit) as info:  # argparse: bad arguments
         cli.main(["scan"])
     assert info.value.code == 2
@@ -242,6 +244,8 @@ def test_fix_asks_first_and_refuses_to_guess_without_a_terminal(capsys, world, f
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     code, out, err = run_cli(capsys, "fix", world.workflow, "--comfyui-root", world.root)
     assert code == 2 and "--yes" in err
+    code, out, err = run_cli(capsys, "fix", world.workflow, "--comfyui-root", world.root, "--json")
+    assert code == 2 and "--yes" in json.loads(out)["error"]["message"]
     assert fake_hub.requests == []  # refused before any work
 
     class Terminal(io.StringIO):
