@@ -18,12 +18,13 @@ import dataclasses
 import errno
 import os
 import shutil
+import sys
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, Mapping, Optional
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ..datamodel import DownloadResult
 from ..errors import (
@@ -36,11 +37,11 @@ from ..errors import (
 from ..logs import get_logger
 from ..security import check_url, redact_url
 from . import partfile
-from .http import Opened, TruncatedError, content_length, is_transient, open_url, parse_content_range
-from .partfile import PartInfo
+from .http import BodyReader, Opened, TruncatedError, content_length, is_transient, open_url, parse_content_range
+from .partfile import PartInfo, Segment
 from .progress import ProgressReporter
 from .segments import ResourceChanged, SegmentJob, plan_segments, pwrite_all, run_segments
-from .verify import StreamHasher, sha256_file
+from .verify import PrefixHasher, StreamHasher, sha256_file
 
 try:  # POSIX advisory locks keep two processes off one part file
     import fcntl
@@ -52,6 +53,14 @@ log = get_logger(__name__)
 #: how many times a changed remote file may restart one download
 MAX_RESTARTS = 3
 PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+#: single-stream read buffer: big enough that per-buffer Python work is noise at GB/s
+STREAM_BUFFER = 4 * 1024 * 1024
+#: buffers in flight between the reader and the hashing thread (memory: 4 x 4 MiB)
+HASH_BUFFERS = 4
+#: a buffer is written out when full or after this long, so slow links still show progress
+FILL_SECONDS = 0.1
+#: start kernel writeback of every this many bytes, so the final fsync waits for the tail only
+WRITEBACK_WINDOW = 32 * 1024 * 1024
 
 
 @dataclass
@@ -311,27 +320,35 @@ class Transfer:
         self.reporter.set_total(total)
         self.reporter.reset(offset)
         self.reporter.set_state("downloading")
-        # hashing costs CPU curl does not spend: skip it when nothing asks for it
-        hasher = StreamHasher().start(self.part, offset) \
+        # Reused buffers: socket -> buffer (readinto) -> pwrite -> sha256 on the other core.
+        # Hashing costs CPU curl does not spend: skip it when nothing asks for it.
+        hasher = StreamHasher(buffer_size=STREAM_BUFFER, buffers=HASH_BUFFERS).start(self.part, offset) \
             if (self.expected_sha256 or self.config.verify_downloads) else None
-        raw = opened.response.raw
-        chunk_size = self.config.chunk_size
+        spare = bytearray(STREAM_BUFFER) if hasher is None else None
+        body = BodyReader(opened, fallback_chunk=self.config.chunk_size)
+        writeback = _WriteBehind(self.fd, offset)
         pos = offset
         try:
             while True:
-                if self.cancel.is_set():
-                    raise DownloadCancelledError("cancelled", url=redact_url(self.spec.url), path=self.target)
-                chunk = raw.read(chunk_size, decode_content=True)
-                if not chunk:
-                    break
-                self._write(chunk, pos)
-                pos += len(chunk)
+                buf = hasher.acquire() if hasher is not None else spare
+                n, ended, failure = self._fill(body, buf)
+                if n:
+                    self._write(memoryview(buf)[:n], pos)
+                    pos += n
+                    writeback.wrote(pos)
                 if hasher is not None:
-                    hasher.feed(chunk)
-                self.reporter.advance(len(chunk))
+                    hasher.feed(buf, n)  # hashed, then back to the pool
+                if n:
+                    self.reporter.advance(n)
                 if total is not None and pos > total:
                     raise IntegrityError(f"the server sent more than the announced {total} bytes",
                                          url=redact_url(self.spec.url), path=self.target)
+                if failure is not None:
+                    raise failure  # after writing what came before it: a resume keeps it
+                if self.cancel.is_set():
+                    raise DownloadCancelledError("cancelled", url=redact_url(self.spec.url), path=self.target)
+                if ended:
+                    break
             if total is not None and pos < total:
                 raise TruncatedError(f"connection closed at {pos} of {total} bytes", url=redact_url(self.spec.url))
         except BaseException:
@@ -342,7 +359,29 @@ class Transfer:
         os.fsync(self.fd)
         return self._finish(pos, sha)
 
-    def _write(self, chunk: bytes, pos: int) -> None:
+    def _fill(self, body: BodyReader, buf: bytearray) -> Tuple[int, bool, Optional[Exception]]:
+        """Read into ``buf`` until it is full, the body ends or FILL_SECONDS pass.
+
+        Returns (bytes read, body ended, read failure).  A failure is returned rather than
+        raised so the bytes received before it are written first.
+        """
+        view = memoryview(buf)
+        size = len(view)
+        n = 0
+        deadline = time.monotonic() + FILL_SECONDS
+        try:
+            while n < size:
+                got = body.readinto(view[n:])
+                if not got:
+                    return n, True, None
+                n += got
+                if self.cancel.is_set() or time.monotonic() >= deadline:
+                    break
+        except Exception as exc:
+            return n, False, exc
+        return n, False, None
+
+    def _write(self, chunk, pos: int) -> None:
         try:
             pwrite_all(self.fd, chunk, pos)
         except OSError as exc:
@@ -373,10 +412,18 @@ class Transfer:
         self.reporter.reset(info.segments_done())
         self.reporter.set_state("downloading")
 
+        # sha256 is sequential: hash the written prefix while the other segments still run
+        prefix = PrefixHasher(self.part, self.cancel).start() \
+            if (self.expected_sha256 or self.config.verify_downloads) else None
+        if prefix is not None:
+            prefix.extend(contiguous_prefix(info.segments))
+
         def checkpoint(segments) -> None:
             # the sidecar may only claim bytes that are really in the file
             os.fdatasync(self.fd) if hasattr(os, "fdatasync") else os.fsync(self.fd)
             partfile.save(self.sidecar, dataclasses.replace(info, segments=segments))
+            if prefix is not None:
+                prefix.extend(contiguous_prefix(segments))
 
         job = SegmentJob(
             session=self.session, config=self.config, url=self.spec.url,
@@ -386,14 +433,22 @@ class Transfer:
             backoff_base=self.config.backoff_base, backoff_max=self.config.backoff_max,
         )
         try:
-            run_segments(job, first)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InsufficientSpaceError(f"disk full while writing {self.target.name}",
-                                             path=self.target) from None
-            raise
-        os.fsync(self.fd)
-        return self._finish(info.total or 0, None)
+            try:
+                run_segments(job, first)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise InsufficientSpaceError(f"disk full while writing {self.target.name}",
+                                                 path=self.target) from None
+                raise
+            os.fsync(self.fd)
+            total = info.total or 0
+            sha = None
+            if prefix is not None and os.fstat(self.fd).st_size == total:
+                sha = prefix.result(total)  # a wrong size is reported by _finish
+        finally:
+            if prefix is not None:
+                prefix.abort()
+        return self._finish(total, sha)
 
     def _preallocate(self, total: int) -> None:
         self._preflight(total)
@@ -458,6 +513,64 @@ class Transfer:
             url=redact_url(self.spec.url), resumed_from=self.resumed_from, skipped=skipped,
             warnings=list(self.reporter.warnings),
         )
+
+
+def contiguous_prefix(segments: List[Segment]) -> int:
+    """How many bytes from the start of the file the segments say are written."""
+    covered = 0
+    for seg in sorted(segments, key=lambda s: s.start):
+        if seg.start > covered:
+            break
+        covered = max(covered, seg.start + min(seg.done, seg.length))
+        if not seg.complete:
+            break
+    return covered
+
+
+class _WriteBehind:
+    """Starts kernel writeback of each written window (Linux ``sync_file_range``).
+
+    The closing fsync stays (only durable bytes may be renamed into place), but with the
+    writeback already under way it waits for the last window instead of the whole file.
+    Without ``sync_file_range`` this does nothing and the fsync does all the work.
+    """
+
+    def __init__(self, fd: int, start: int):
+        self.fd = fd
+        self.mark = start
+        self._start = _sync_file_range()
+
+    def wrote(self, end: int) -> None:
+        if self._start is not None and end - self.mark >= WRITEBACK_WINDOW:
+            self._start(self.fd, self.mark, end - self.mark)
+            self.mark = end
+
+
+_SFR_UNSET = object()
+_sfr = _SFR_UNSET
+
+
+def _sync_file_range():
+    """``sync_file_range(fd, off, n, SYNC_FILE_RANGE_WRITE)`` via libc, or None (looked up once)."""
+    global _sfr
+    if _sfr is _SFR_UNSET:
+        _sfr = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL(None, use_errno=True)
+                func = libc.sync_file_range
+                func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+                func.restype = ctypes.c_int
+
+                def start(fd: int, offset: int, length: int) -> None:
+                    func(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE: start, do not wait
+
+                _sfr = start
+            except (OSError, AttributeError):  # no libc symbol: the fsync does it all
+                _sfr = None
+    return _sfr
 
 
 def _same_validators(info: PartInfo, etag: Optional[str], modified: Optional[str]) -> bool:

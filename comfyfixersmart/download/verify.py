@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from ..errors import ValidationError
+from ..errors import DownloadCancelledError, ValidationError
 
 HASH_CHUNK = 1 << 20
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -63,8 +63,6 @@ def _hash_prefix(digest, path: Path, length: Optional[int], cancel: Optional[thr
     with open(path, "rb", buffering=0) as fh:
         while remaining is None or remaining > 0:
             if cancel is not None and cancel.is_set():
-                from ..errors import DownloadCancelledError
-
                 raise DownloadCancelledError("cancelled while hashing", path=path)
             want = HASH_CHUNK if remaining is None else min(HASH_CHUNK, remaining)
             n = fh.readinto(view[:want])
@@ -95,15 +93,24 @@ class StreamHasher:
     """sha256 of a byte stream computed on a helper thread.
 
     ``start(prefix_path, prefix_len)`` first hashes bytes already on disk (a resumed part
-    file), then every ``feed``-ed chunk in order.  The queue is bounded so memory stays
-    constant when hashing is slower than the network.
+    file), then every ``feed``-ed chunk in order.  Two ways to feed it:
+
+    * ``feed(data)`` with a ``bytes`` object it may keep until hashed;
+    * zero-copy: ``buf = acquire()`` (a pooled ``bytearray`` of ``buffer_size``), fill it,
+      ``feed(buf, length)``; the buffer returns to the pool once hashed.
+
+    Both are bounded (``max_chunks`` queued items, ``buffers`` pooled buffers), so memory
+    stays constant when hashing is slower than the network: the feeder then waits.
     """
 
     _DONE = object()
 
-    def __init__(self, max_chunks: int = 16):
+    def __init__(self, max_chunks: int = 16, *, buffer_size: int = 0, buffers: int = 4):
         self._digest = hashlib.sha256()
         self._queue: "queue.Queue[object]" = queue.Queue(max_chunks)
+        self._free: "queue.Queue[bytearray]" = queue.Queue()
+        for _ in range(buffers if buffer_size > 0 else 0):
+            self._free.put(bytearray(buffer_size))
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
         self._abort = threading.Event()
@@ -122,14 +129,28 @@ class StreamHasher:
                 item = self._queue.get()
                 if item is self._DONE:
                     return
-                self._digest.update(item)  # type: ignore[arg-type]
+                data, length = item  # type: ignore[misc]
+                if not self._abort.is_set():
+                    # a large update releases the GIL: this runs on the other core
+                    self._digest.update(data if length is None else memoryview(data)[:length])
+                if length is not None:
+                    self._free.put(data)
         except BaseException as exc:  # reported by result(); drain so feeders never block
             self._error = exc
-            while self._queue.get() is not self._DONE:
-                pass
+            while True:
+                item = self._queue.get()
+                if item is self._DONE:
+                    return
+                if item[1] is not None:  # type: ignore[index]
+                    self._free.put(item[0])  # type: ignore[index]
 
-    def feed(self, chunk: bytes) -> None:
-        self._queue.put(chunk)
+    def acquire(self) -> bytearray:
+        """A free pooled buffer (waits while all of them are queued for hashing)."""
+        return self._free.get()
+
+    def feed(self, chunk, length: Optional[int] = None) -> None:
+        """Queue ``chunk`` (bytes) or the first ``length`` bytes of an acquired buffer."""
+        self._queue.put((chunk, length))
 
     def result(self) -> str:
         """Wait for the helper thread and return the hex digest."""
@@ -147,6 +168,87 @@ class StreamHasher:
         self._abort.set()
         self._queue.put(self._DONE)
         self._thread.join()
+
+
+class PrefixHasher:
+    """sha256 of a file that is being filled out of order (segmented download).
+
+    The owner calls ``extend(n)`` whenever the first ``n`` bytes are known to be written;
+    a helper thread hashes them from the file (the page cache, usually) meanwhile, so that
+    when the last segment lands only the part not yet contiguous is left to hash.
+    """
+
+    def __init__(self, path: os.PathLike | str, cancel: Optional[threading.Event] = None):
+        self._path = Path(path)
+        self._cancel = cancel
+        self._cond = threading.Condition()
+        self._ready = 0
+        self._final: Optional[int] = None
+        self._stop = False
+        self._hashed = 0
+        self._digest = hashlib.sha256()
+        self._error: Optional[BaseException] = None
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def hashed(self) -> int:
+        """Bytes hashed so far (for tests and progress)."""
+        return self._hashed
+
+    def start(self) -> "PrefixHasher":
+        self._thread = threading.Thread(target=self._run, name="cfs-prefix-hasher", daemon=True)
+        self._thread.start()
+        return self
+
+    def extend(self, ready: int) -> None:
+        """The first ``ready`` bytes of the file are written (never goes backwards)."""
+        with self._cond:
+            if ready > self._ready:
+                self._ready = ready
+                self._cond.notify()
+
+    def result(self, total: int) -> str:
+        """Hash up to ``total`` bytes (all written now) and return the hex digest."""
+        with self._cond:
+            self._final = total
+            self._ready = max(self._ready, total)
+            self._cond.notify()
+        assert self._thread is not None
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._hashed != total:
+            raise OSError(f"{self._path} is shorter than the {total} bytes to hash")
+        return self._digest.hexdigest()
+
+    def abort(self) -> None:
+        """Stop without a result."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        view = memoryview(bytearray(HASH_CHUNK))
+        try:
+            with open(self._path, "rb", buffering=0) as fh:  # its own handle: reads in order
+                while True:
+                    with self._cond:
+                        while not self._stop and self._ready <= self._hashed and self._final is None:
+                            self._cond.wait()
+                        if self._stop or self._ready <= self._hashed:
+                            return
+                        ready = self._ready
+                    if self._cancel is not None and self._cancel.is_set():
+                        raise DownloadCancelledError("cancelled while hashing", path=self._path)
+                    n = fh.readinto(view[:min(HASH_CHUNK, ready - self._hashed)])
+                    if not n:
+                        return  # shorter than promised: result() reports it
+                    self._digest.update(view[:n])
+                    self._hashed += n
+        except BaseException as exc:
+            self._error = exc
 
 
 def check_safetensors(path: os.PathLike | str) -> bool:
