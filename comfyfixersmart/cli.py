@@ -453,12 +453,14 @@ class _ProgressRenderer:
         self.progress = None
         self.tasks: Dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def __enter__(self) -> "_ProgressRenderer":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         with self._lock:
+            self._closed = True  # a late event from a download thread must not restart the display
             if self.progress is not None:
                 self.progress.stop()
                 self.progress = None
@@ -467,6 +469,8 @@ class _ProgressRenderer:
         if self.quiet:
             return
         with self._lock:
+            if self._closed:
+                return
             if self.progress is None:
                 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                            TransferSpeedColumn)

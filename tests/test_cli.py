@@ -367,3 +367,28 @@ def test_tokens_never_reach_output_reports_or_files(capsys, world, fake_hub, mon
         if r.listener == "storage":
             assert r.authorization is None  # not to another host
     assert any(r.authorization == f"Bearer {CIVITAI_TOKEN}" for r in fake_hub.find_requests(listener="civitai"))
+
+
+def test_progress_renderer_is_thread_safe_and_stays_closed():
+    import threading
+
+    from rich.console import Console
+
+    from comfyfixersmart.datamodel import ProgressEvent
+
+    console = Console(file=io.StringIO(), width=100)
+    renderer = cli._ProgressRenderer(console, quiet=False)
+    with renderer:
+        def feed(i):
+            for done in range(0, 101, 10):
+                renderer.on_event(ProgressEvent(f"file{i}.safetensors", done, 100, "downloading"))
+
+        threads = [threading.Thread(target=feed, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        progress = renderer.progress
+        assert len(renderer.tasks) == 8 and all(t.completed == 100 for t in progress.tasks)
+    renderer.on_event(ProgressEvent("late.safetensors", 1, 100, "downloading"))
+    assert renderer.progress is None and "late.safetensors" not in renderer.tasks
