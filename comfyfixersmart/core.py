@@ -331,13 +331,20 @@ class ComfyFixerCore:
         return results
 
     def _with_target(self, spec: Dict[str, Any], output_dir: Optional[PathLike]) -> Dict[str, Any]:
+        """``spec`` with its absolute ``save_path`` (the folder of the install, or under
+        ``output_dir``).  A hostile name is left for the manager to refuse in its result."""
         spec = dict(spec)
         if not spec.get("save_path") and spec.get("filename") and spec.get("directory"):
-            if output_dir is not None:
-                spec["save_path"] = str(safe_join(Path(output_dir).expanduser() / str(spec["directory"]),
-                                                  str(spec["filename"])))
-            else:
-                spec["save_path"] = str(self.inventory.target_path(spec["directory"], spec["filename"]))
+            try:
+                if output_dir is not None:
+                    target = safe_join(Path(output_dir).expanduser() / str(spec["directory"]), str(spec["filename"]))
+                else:
+                    target = self.inventory.target_path(spec["directory"], spec["filename"])
+            except ConfigurationError:
+                raise  # nowhere to put anything: not a per-file problem
+            except (ValueError, OSError, TypeError):
+                return spec
+            spec["save_path"] = str(target)
         return spec
 
     def _run_downloads(self, specs: List[Dict[str, Any]], root: Path,

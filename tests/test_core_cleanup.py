@@ -170,3 +170,14 @@ def test_components_passed_in_are_left_open(make_config, tmp_path):
         assert core.state is state  # still the caller's, still open
         state.record_download("x.safetensors", "civitai", "1")
         assert state.is_downloaded("x.safetensors")
+
+
+def test_a_hostile_spec_fails_alone(server, config, tmp_path):
+    out = tmp_path / "models"
+    server.add("/ok.safetensors", b"o" * 2000)
+    evil = dict(spec(server, "ok.safetensors"), filename="../../evil.safetensors")
+    with ComfyFixerCore(config) as core:
+        bad, good = core.download_models([evil, spec(server, "ok.safetensors")], out)
+    assert not bad.success and bad.error_type == "UnsafePathError"
+    assert good.success and (out / "checkpoints" / "ok.safetensors").read_bytes() == b"o" * 2000
+    assert not (tmp_path / "evil.safetensors").exists()
