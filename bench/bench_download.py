@@ -1,6 +1,6 @@
 """Download engine benchmark against curl (and aria2c when installed), on loopback.
 
-    python bench/bench_download.py [--size-mb 1024] [--capped-size-mb 1024] [--rate-mb 20] [--runs 2]
+    python bench/bench_download.py [--size-mb 1024] [--capped-size-mb 1024] [--rate-mb 20] [--runs 3]
 
 1. Uncapped sendfile server, 1 GiB: our single stream vs ``curl -o`` and ``curl`` +
    ``sha256sum``; ours both with the sha256 checked (hashed on a helper thread) and with
@@ -9,7 +9,12 @@
    curl does not (use ``--dir /dev/shm`` to take the disk out of the comparison).
 2. Server capping each connection (default 20 MB/s): our 4 Range segments vs curl (one
    connection) and ``aria2c -x4 -s4``.
-Targets: single >= 0.9x curl, RSS <= 100 MB, segmented >= 3x curl.
+Every measurement runs ``--runs`` times, interleaved across tools, and the best is kept: on
+a shared machine the slow runs measure the neighbours.  The load average is printed with
+each section; on a 2-core machine the verified figure needs the second core (the hash
+runs there), so read it with the load in mind.
+Targets: single (no hash) >= 0.9x curl, RSS <= 100 MB, segmented >= 3x curl and >= 0.9x
+aria2c.  The verified-vs-curl ratio is reported, not gated (curl hashes nothing).
 """
 
 from __future__ import annotations
@@ -106,6 +111,14 @@ def run_aria2(url: str, dest: Path, conns: int) -> float:
     return time.perf_counter() - t0
 
 
+def load_avg() -> list:
+    """1, 5 and 15 minute load averages (a busy neighbour explains a slow run)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on this OS
+        return []
+
+
 def run_ours(url: str, dest: Path, state: Path, segments: int, sha: str) -> dict:
     clean(dest)
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -122,7 +135,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--capped-size-mb", type=int, default=1024)
     ap.add_argument("--rate-mb", type=float, default=20.0, help="per-connection cap in MB/s (1e6 bytes)")
-    ap.add_argument("--runs", type=int, default=2, help="uncapped runs per tool (best is kept)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per tool and section (best is kept)")
     ap.add_argument("--skip-capped", action="store_true")
     ap.add_argument("--dir", default=None, help="work folder (default: a temp dir under /tmp)")
     args = ap.parse_args(argv)
@@ -140,6 +153,7 @@ def main(argv=None) -> int:
         server = Server(src, None)
         times: dict = {"curl": [], "curl_sha256sum": [], "ours_verified": [], "ours_no_hash": []}
         rss = []
+        load_before = load_avg()
         try:
             for _ in range(args.runs):  # interleaved, best kept: the machine may be shared
                 times["curl"].append(run_curl(server.url, dest))
@@ -154,13 +168,14 @@ def main(argv=None) -> int:
             server.close()
         best = {k: min(v) for k, v in times.items()}
         report["uncapped"] = {
-            "size_mb": round(size_mb),
+            "size_mb": round(size_mb), "runs": args.runs,
             **{f"{k}_mb_s": round(size_mb / t, 1) for k, t in best.items()},
             "ratio_verified_vs_curl": round(best["curl"] / best["ours_verified"], 2),
-            "ratio_verified_vs_curl_sha256sum": round(best["curl_sha256sum"] / best["ours_verified"], 2),
             "ratio_no_hash_vs_curl": round(best["curl"] / best["ours_no_hash"], 2),
+            "ratio_verified_vs_curl_sha256sum": round(best["curl_sha256sum"] / best["ours_verified"], 2),
+            "all_mb_s": {k: [round(size_mb / t) for t in v] for k, v in times.items()},
             "peak_rss_mb": round(max(rss), 1),
-            "load_avg": round(os.getloadavg()[0], 1),
+            "load_avg_before": load_before, "load_avg_after": load_avg(),
         }
         print(json.dumps({"uncapped": report["uncapped"]}), flush=True)
 
@@ -173,20 +188,30 @@ def main(argv=None) -> int:
             cdest = work / "out" / csrc.name
             csize = args.capped_size_mb * MB / 1e6
             server = Server(csrc, args.rate_mb * 1e6)
+            ctimes: dict = {"curl": [], "ours": [], "aria2c": []}
+            crss = []
+            load_before = load_avg()
             try:
-                c_curl = run_curl(server.url, cdest)
-                c_ours = run_ours(server.url, cdest, state, 4, csha)
-                c_aria = run_aria2(server.url, cdest, 4) if shutil.which("aria2c") else None
+                for _ in range(args.runs):
+                    ctimes["curl"].append(run_curl(server.url, cdest))
+                    r = run_ours(server.url, cdest, state, 4, csha)
+                    ctimes["ours"].append(r["seconds"])
+                    crss.append(r["maxrss_mb"])
+                    if shutil.which("aria2c"):
+                        ctimes["aria2c"].append(run_aria2(server.url, cdest, 4))
             finally:
                 server.close()
+            c_curl, c_ours = min(ctimes["curl"]), min(ctimes["ours"])
+            c_aria = min(ctimes["aria2c"]) if ctimes["aria2c"] else None
             report["capped"] = {
-                "size_mb": round(csize), "per_connection_mb_s": args.rate_mb,
+                "size_mb": round(csize), "per_connection_mb_s": args.rate_mb, "runs": args.runs,
                 "curl_mb_s": round(csize / c_curl, 1),
-                "ours_4_segments_mb_s": round(csize / c_ours["seconds"], 1),
-                "ratio_vs_curl": round(c_curl / c_ours["seconds"], 2),
+                "ours_4_segments_verified_mb_s": round(csize / c_ours, 1),
+                "ratio_vs_curl": round(c_curl / c_ours, 2),
                 "aria2c_x4_mb_s": round(csize / c_aria, 1) if c_aria else None,
-                "ratio_vs_aria2c": round(c_aria / c_ours["seconds"], 2) if c_aria else None,
-                "peak_rss_mb": round(c_ours["maxrss_mb"], 1),
+                "ratio_vs_aria2c": round(c_aria / c_ours, 2) if c_aria else None,
+                "peak_rss_mb": round(max(crss), 1),
+                "load_avg_before": load_before, "load_avg_after": load_avg(),
             }
             print(json.dumps({"capped": report["capped"]}), flush=True)
     finally:
@@ -194,7 +219,10 @@ def main(argv=None) -> int:
     u = report["uncapped"]
     ok = u["ratio_no_hash_vs_curl"] >= 0.9 and u["peak_rss_mb"] <= 100
     if "capped" in report:
-        ok = ok and report["capped"]["ratio_vs_curl"] >= 3
+        c = report["capped"]
+        ok = ok and c["ratio_vs_curl"] >= 3 and c["peak_rss_mb"] <= 100
+        if c["ratio_vs_aria2c"] is not None:
+            ok = ok and c["ratio_vs_aria2c"] >= 0.9
     print(json.dumps({"targets_met": ok}))
     return 0 if ok else 1
 
