@@ -41,6 +41,34 @@ def test_refused_connections_are_not_retried(make_config, caplog):
     assert not [r for r in caplog.records if r.name.startswith("huggingface_hub") and "Retry" in r.getMessage()]
 
 
+def test_failed_name_resolution_is_not_retried(make_config, monkeypatch, capfd):
+    """The lead's offline case: civitai.com and huggingface.co do not resolve.  The resolver is
+    the far side here (faked at socket.getaddrinfo); requests, httpx and huggingface_hub are real."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host in ("civitai.com", "huggingface.co"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    config = make_config(backoff_base=1.0, backoff_max=30.0)  # the real endpoints, slow retries if any
+    began = time.monotonic()
+    with ModelSearch(config) as search:
+        (plain,) = search.resolve_many([ref("juggernautXL_v9.safetensors", "checkpoints")])
+        assert search.api.requests_sent == 2  # one Civitai and one HF attempt: no retry
+        (linked,) = search.resolve_many([ref("sdxl_vae.safetensors", url="https://huggingface.co/stabilityai/"
+                                                                           "sdxl-vae/resolve/main/sdxl_vae.safetensors")])
+        assert search.api.requests_sent == 2  # both hosts known to be down now
+    assert time.monotonic() - began < 3
+    assert {e["backend"] for e in plain.errors} == {"civitai", "huggingface"}
+    assert all(e["type"] == "NetworkError" and "not known" in e["message"].lower() for e in plain.errors)
+    assert linked.best.backend == "workflow" and linked.best.confidence == 0.95  # the workflow's URL is kept
+    assert "Retry" not in capfd.readouterr().err
+
+
 def test_hf_search_gets_bounded_retries_on_server_errors(fake_hub, tmp_path):
     fake_hub.add_hf_repo("acme/flaky-vae", {"flaky_vae.safetensors": blob(100)})
     config = config_for_hub(fake_hub, tmp_path, http_retries=2)
