@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from comfyfixersmart.datamodel import AUTO_CHOICE_FLOOR, SearchResult
@@ -69,12 +69,13 @@ def test_pickle_formats():
 _name = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\- ]{0,30}\.(safetensors|ckpt|pt|gguf)", fullmatch=True)
 
 
+@example("102.safetensors", "212.safetensors")  # SequenceMatcher alone scored these 0.47 vs 0.23
 @settings(max_examples=200, deadline=None)
 @given(_name, _name)
-def test_similarity_is_bounded_and_symmetric_enough(a, b):
+def test_similarity_is_bounded_and_symmetric(a, b):
     s1, s2 = names.similarity(a, b), names.similarity(b, a)
     assert 0.0 <= s1 <= 1.0
-    assert abs(s1 - s2) < 0.15
+    assert s1 == s2
     assert names.similarity(a, a) in (0.0, 1.0)  # 0.0 only when nothing comparable is left
 
 

@@ -135,7 +135,10 @@ def similarity(a: str, b: str) -> float:
         return 0.0
     if ca == cb:
         return 1.0
-    ratio = SequenceMatcher(None, ca, cb, autojunk=False).ratio()
+    # SequenceMatcher is not symmetric ("102" vs "212"); take both directions so a
+    # candidate's score does not depend on which name is the query
+    ratio = max(SequenceMatcher(None, ca, cb, autojunk=False).ratio(),
+                SequenceMatcher(None, cb, ca, autojunk=False).ratio())
     ta, tb = set(core_tokens(a)), set(core_tokens(b))
     jaccard = len(ta & tb) / len(ta | tb) if ta and tb else 0.0
     return round(0.7 * ratio + 0.3 * jaccard, 4)
