@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,14 @@ import pytest
 from comfyfixersmart.settings import Config, set_config
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+# CI must be repeatable: the same examples every run (developers keep random exploration,
+# and any failure found that way gets pinned with @example).
+from hypothesis import settings as _hyp_settings  # noqa: E402
+
+_hyp_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    _hyp_settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)
