@@ -412,7 +412,7 @@ def _print_plan(out, run) -> None:
         for spec in run.plan:
             table.add_row(_esc(spec["directory"]), _esc(spec["filename"]), _esc(spec["source"]),
                           f"{spec['confidence']:.0%}", _size(spec.get("size")),
-                          "[green]checked[/]" if spec.get("sha256") else "[dim]unknown[/]",
+                          "[green]known[/]" if spec.get("sha256") else "[dim]unknown[/]",
                           _esc(spec.get("reason", "")))
         out.print(table)
     for f in run.skipped:
@@ -439,8 +439,10 @@ def _print_outcome(out, run) -> None:
         for w in d.warnings:
             out.print(f"  [yellow]warning:[/] {_esc(w)}")
     style = "green" if not run.failures else "yellow"
-    out.print(f"[{style}]fixed {run.models_resolved} of {run.models_missing} missing model(s)[/]"
-              f" in {run.duration:.1f}s")
+    optional = sum(1 for s in run.skipped if s.error_type == "optional")
+    wanted = run.models_missing - optional
+    note = f", {optional} optional left alone" if optional else ""
+    out.print(f"[{style}]fixed {run.models_resolved} of {wanted} missing model(s)[/]{note} in {run.duration:.1f}s")
 
 
 class _ProgressRenderer:

@@ -2,6 +2,7 @@
 
     python examples/demo_fakehub.py            # prints scan, resolve, fix --dry-run, fix --yes, scan
     python examples/demo_fakehub.py --keep     # and leaves the temp folder for a look
+    COLUMNS=110 python examples/demo_fakehub.py --markdown docs/cli-output.md   # refresh the docs
 
 The example ComfyUI folder and workflow are copied to a temp folder; the fake hub (tests/fakehub,
 loopback only) is given the two files the example is missing: ``sdxl_vae.safetensors`` in the
@@ -61,18 +62,69 @@ def cli_env(hub: FakeHub, tmp: Path) -> dict:
     return env
 
 
-def run(args, env, cwd) -> int:
+def run(args, env, cwd, log) -> int:
+    """Run ``comfyfixer ARGS`` in a subprocess; print and keep its console output."""
     shown = " ".join(a if " " not in a else repr(a) for a in args)
-    print(f"$ comfyfixer {shown}", flush=True)
     done = subprocess.run([sys.executable, "-m", "comfyfixersmart", *args], env=env, cwd=cwd,
-                          stdin=subprocess.DEVNULL)
-    print(f"[exit code {done.returncode}]\n", flush=True)
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    text = "\n".join(line.rstrip() for line in done.stdout.rstrip().splitlines())
+    block = f"$ comfyfixer {shown}\n{text}\n[exit code {done.returncode}]"
+    print(block + "\n", flush=True)
+    log.append((args[0] + (" --dry-run" if "--dry-run" in args else " --yes" if "--yes" in args else ""), block))
     return done.returncode
+
+
+def write_markdown(path: Path, log) -> None:
+    """docs/cli-output.md: the scan of the bundled example, then the demo's blocks."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYFIXER_", "CIVITAI_", "HF_"))}
+    env["COLUMNS"] = os.environ.get("COLUMNS", "110")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    scan = []
+    run(["scan", "examples/workflows/example_workflow.json", "--comfyui-root", "examples/ComfyUI"], env, REPO, scan)
+    parts = [MARKDOWN_HEAD.format(scan=scan[0][1])]
+    seen = set()
+    for title, block in log:
+        title = title + (" again" if title in seen else "")
+        seen.add(title)
+        parts.append(f"### {title}\n\n```console\n{block}\n```\n")
+    path.write_text("\n".join(parts), encoding="utf-8")
+    print(f"wrote {path}")
+
+
+MARKDOWN_HEAD = """# `comfyfixer` console output
+
+Captured with `COLUMNS=110` (rich tables adapt to the terminal width; colours are not shown here) by
+`COLUMNS=110 python examples/demo_fakehub.py --markdown docs/cli-output.md`.
+
+## `scan` of the bundled example
+
+```console
+{scan}
+```
+
+`elsewhere`: the file exists in another folder (relink it; a fix never downloads it again).
+Exit code 1: something required is missing (0: nothing missing, 2: an error).
+
+## A real fix, offline, against the fake hub
+
+`examples/demo_fakehub.py` copies `examples/` to a temp folder, starts the test suite's fake Civitai +
+Hugging Face hub on 127.0.0.1 with the two files the example misses (`stabilityai/sdxl-vae` on the fake
+Hugging Face, `negativeXL` on the fake Civitai; random bytes, so the copy's embedded sha256 is replaced by
+theirs), and runs the CLI in a subprocess with `COMFYFIXER_CIVITAI_BASE_URL` and `HF_ENDPOINT` pointing
+at it. The ports in URLs change from run to run.
+
+The VAE comes from the URL the workflow itself carries and is checked against its sha256. The embedding is
+named `negativeXL_D` in the prompt (no extension); the Civitai candidate `negativeXL_D.safetensors` is
+ranked 70 %, below the 90 % needed to download without asking, so it is listed as not downloaded, with
+the reason, and the exit code stays 1.
+"""
 
 
 def main() -> int:
     keep = "--keep" in sys.argv
+    markdown = Path(sys.argv[sys.argv.index("--markdown") + 1]) if "--markdown" in sys.argv else None
     tmp = Path(tempfile.mkdtemp(prefix="comfyfixer-demo-"))
+    log: list = []
     try:
         workflow = prepare(tmp)
         with FakeHub() as hub:
@@ -81,11 +133,13 @@ def main() -> int:
                                   base_model="SDXL 1.0", downloads=120_000)
             env = cli_env(hub, tmp)
             rel = [workflow.relative_to(tmp).as_posix(), "--comfyui-root", "ComfyUI"]
-            run(["scan", *rel], env, tmp)
-            run(["resolve", *rel], env, tmp)
-            run(["fix", *rel, "--dry-run"], env, tmp)
-            code = run(["fix", *rel, "--yes"], env, tmp)
-            run(["scan", *rel], env, tmp)
+            run(["scan", *rel], env, tmp, log)
+            run(["resolve", *rel], env, tmp, log)
+            run(["fix", *rel, "--dry-run"], env, tmp, log)
+            code = run(["fix", *rel, "--yes"], env, tmp, log)
+            run(["scan", *rel], env, tmp, log)
+        if markdown is not None:
+            write_markdown(markdown, log)
         return code
     finally:
         if keep:

@@ -205,7 +205,7 @@ def test_fix_dry_run_prints_the_plan_and_downloads_nothing(capsys, world, fake_h
     assert code == 1
     assert "download plan (dry run)" in out and "dry run: nothing downloaded" in out
     vae_row = next(line.split() for line in out.splitlines() if line.strip().startswith("vae "))
-    assert vae_row[:7] == ["vae", "my_vae.safetensors", "workflow", "100%", "58.6", "KB", "checked"]
+    assert vae_row[:7] == ["vae", "my_vae.safetensors", "workflow", "100%", "58.6", "KB", "known"]
     flat = " ".join(out.split())
     assert "not downloaded controlnet/fuzzy_cn.safetensors" in flat and "needs 90%" in flat
     assert "left alone upscale_models/4x-elsewhere.pth: found elsewhere: loras/4x-elsewhere.pth" in out
@@ -224,7 +224,7 @@ def test_fix_yes_downloads_with_progress_and_reports(capsys, world):
     assert (world.models / "vae" / "my_vae.safetensors").read_bytes() == MY_VAE
     assert (world.models / "loras" / "sdxl" / "detail_tweaker.safetensors").read_bytes() == DETAIL
     assert f"✓ {world.models / 'vae' / 'my_vae.safetensors'} (sha256 verified)" in out  # outside the cwd
-    assert "fixed 2 of 4 missing model(s)" in out
+    assert "fixed 2 of 3 missing model(s), 1 optional left alone" in out
     assert any("my_vae.safetensors" in line and "done" in line for line in out.splitlines())  # progress bar
     # a second run finds nothing left to fetch but the look-alike
     code, out, _ = run_cli(capsys, "fix", world.workflow, "--comfyui-root", world.root, "--yes", "--json")

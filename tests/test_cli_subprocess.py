@@ -58,7 +58,7 @@ def test_fix_in_a_subprocess_downloads_from_the_fake_hub(env, fake_hub, tmp_path
     done = comfyfixer(env, "fix", world.workflow, "--comfyui-root", world.root, "--yes", cwd=tmp_path)
     assert done.returncode == 1, done.stderr  # the look-alike ControlNet stays missing
     assert (world.models / "vae" / "my_vae.safetensors").read_bytes() == MY_VAE
-    assert "fixed 2 of 4 missing model(s)" in done.stdout
+    assert "fixed 2 of 3 missing model(s), 1 optional left alone" in done.stdout
     assert "✓ ComfyUI/models/vae/my_vae.safetensors (sha256 verified)" in done.stdout  # relative to the cwd
     done = comfyfixer(env, "fix", world.workflow, "--comfyui-root", world.root)  # stdin is not a terminal
     assert done.returncode == 2 and "--yes" in done.stderr
