@@ -108,7 +108,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``comfyfixer`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    undo_logging = _setup_logging(args.verbose)
+    try:
+        return _main(args)
+    finally:
+        undo_logging()
+
+
+def _main(args: argparse.Namespace) -> int:
+    """Run the parsed command; turn our exceptions into messages and exit codes."""
     from rich.console import Console
 
     stdout, stderr = _RedactingStream(sys.stdout), _RedactingStream(sys.stderr)
@@ -514,19 +522,30 @@ def _size(n: Optional[int]) -> str:
     return "?"
 
 
-def _setup_logging(verbosity: int) -> None:
+def _setup_logging(verbosity: int):
+    """With ``-v``/``-vv``: our log records on stderr through rich.  Returns the undo (main()
+    may run several times in one process: tests, embedding applications)."""
     import logging
 
     from .logs import get_logger
 
     if verbosity <= 0:
-        return
+        return lambda: None
+    from rich.console import Console
     from rich.logging import RichHandler
 
     logger = get_logger()
+    level = logger.level
     logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
-    if not any(isinstance(h, RichHandler) for h in logger.handlers):  # main() may run twice in a process
-        logger.addHandler(RichHandler(show_path=False))
+    # on stderr: standard output carries the tables and the --json reports
+    handler = RichHandler(console=Console(stderr=True), show_path=False)
+    logger.addHandler(handler)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    return undo
 
 
 if __name__ == "__main__":  # pragma: no cover

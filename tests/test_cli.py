@@ -138,6 +138,15 @@ def test_missing_root_and_bad_settings_exit_2_naming_the_setting(capsys, tmp_pat
     assert info.value.code == 2
 
 
+def test_verbose_logging_goes_to_stderr_and_json_stays_clean(capsys, world):
+    code, out, err = run_cli(capsys, "-vv", "fix", world.workflow, "--comfyui-root", world.root, "--yes", "--json")
+    assert code == 1 and json.loads(out)["models_resolved"] == 2
+    assert "downloaded my_vae.safetensors" in err
+    from comfyfixersmart.logs import get_logger
+
+    assert not any(type(h).__name__ == "RichHandler" for h in get_logger().handlers)  # undone after main()
+
+
 def test_scan_without_root_checks_nothing_and_nothing_missing_exits_0(capsys, tmp_path):
     code, out, err = run_cli(capsys, "scan", EXAMPLE_WORKFLOW)
     assert code == 0 and "not checked against the disk" in out and "unchecked" in out
