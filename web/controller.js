@@ -42,6 +42,8 @@ export class FixerController {
       resolutions: {}, // key -> {candidates, chosen, errors}
       resolveError: null,
       picks: {}, // key -> {index} (-1: skip) | {url}
+      folders: null, // folder key -> [absolute paths], ComfyUI's order (GET /folders)
+      targets: {}, // key -> index into folders[directory] chosen by the user (default 0)
       items: {}, // key -> {jobId, item}: the newest download of that file
       jobs: [], // newest first
       settings: null,
@@ -51,6 +53,7 @@ export class FixerController {
     };
     this.listeners = new Set();
     this.watched = new Set(); // jobs started/retried here: when they end, refresh + rescan + toast
+    this.finishing = new Set(); // watched jobs that ended and whose rescan has not come back yet
     this.sources = {}; // key -> {url, sha256} chosen for a download started here (for Embed)
     this.checkSeq = 0;
     this.pollTimer = null;
@@ -117,9 +120,33 @@ export class FixerController {
     };
   }
 
+  /** The paths a download of `ref` may go to; the first is ComfyUI's default. */
+  folderPaths(ref) {
+    const paths = ref ? this.state.folders?.[ref.directory] : null;
+    return Array.isArray(paths) ? paths.filter((p) => typeof p === "string" && p) : [];
+  }
+
+  /** Index of the folder path a download of `key` goes to (0 unless the user chose another). */
+  targetIndex(key) {
+    const index = this.state.targets[key];
+    const count = this.folderPaths(this.refByKey(key)).length;
+    return Number.isInteger(index) && index >= 0 && index < count ? index : 0;
+  }
+
   isActive(key) {
     const entry = this.state.items[key];
     return Boolean(entry && ACTIVE_ITEM_STATES.has(entry.item.state));
+  }
+
+  /**
+   * The file of `key` was downloaded by a job that is still running (or whose rescan is still
+   * on its way): the row says "missing" only because nothing rescanned yet.
+   */
+  awaitingRescan(key) {
+    const entry = this.state.items[key];
+    if (!entry || !["done", "skipped"].includes(entry.item.state)) return false;
+    const job = this.state.jobs.find((j) => j.id === entry.jobId);
+    return !job || !TERMINAL_JOB_STATES.has(job.state) || this.finishing.has(job.id);
   }
 
   /** Keys that Download all would fetch: missing, not running, a confident or user-made choice. */
@@ -127,7 +154,7 @@ export class FixerController {
     return this.state.references
       .filter((r) => r.status === "missing")
       .map(refKey)
-      .filter((key) => !this.isActive(key))
+      .filter((key) => !this.isActive(key) && !this.awaitingRescan(key))
       .filter((key) => {
         const choice = this.choiceFor(key);
         // Optional (muted/bypassed) nodes are fetched only when the user chose explicitly.
@@ -163,6 +190,7 @@ export class FixerController {
     s.error = null;
     this.emit();
     this.refreshJobs(); // in parallel: rows show running/finished downloads
+    this.loadFolders(); // extra_model_paths.yaml may have changed: read ComfyUI's table each time
     if (!s.settings) this.loadSettings();
     let scan;
     try {
@@ -217,6 +245,17 @@ export class FixerController {
     s.warnings = Array.isArray(scan?.warnings) ? scan.warnings : [];
   }
 
+  async loadFolders() {
+    try {
+      const data = await api.folders();
+      const table = data?.folders;
+      this.state.folders = table && typeof table === "object" && !Array.isArray(table) ? table : {};
+      this.emit();
+    } catch (e) {
+      console.warn("[ComfyFixer] could not list the model folders", e);
+    }
+  }
+
   // ---------------------------------------------------------------- jobs
 
   async refreshJobs() {
@@ -249,7 +288,11 @@ export class FixerController {
     const terminal = TERMINAL_JOB_STATES.has(job.state);
     if (terminal && this.watched.has(job.id)) {
       this.watched.delete(job.id);
-      this.finish(job);
+      this.finishing.add(job.id);
+      this.finish(job).finally(() => {
+        this.finishing.delete(job.id);
+        this.emit();
+      });
     }
     this.ensurePolling();
     if (!quiet) this.emit();
@@ -267,7 +310,8 @@ export class FixerController {
     for (const field of ["downloaded", "total", "speed", "eta", "state"]) {
       if (p[field] !== undefined) entry.item[field] = p[field];
     }
-    this.emit({ kind: "row", key: p.key });
+    // Only the progress part of the row changes: a select the user has open stays open.
+    this.emit({ kind: "progress", key: p.key });
   }
 
   async pollJob(jobId) {
@@ -334,11 +378,22 @@ export class FixerController {
     this.emit({ kind: "toolbar" });
   }
 
+  /** The user typed or pasted a URL for `key` ("" goes back to the candidates). */
   pasteUrl(key, url) {
     const text = String(url ?? "").trim();
     if (!text) delete this.state.picks[key];
     else this.state.picks[key] = { url: text };
+    // The input keeps its focus: only the row's buttons and the toolbar follow.
+    this.emit({ kind: "pick", key });
     this.emit({ kind: "toolbar" });
+  }
+
+  /** Download `key` into path `index` of its folder key (see folderPaths). */
+  setTarget(key, index) {
+    const count = this.folderPaths(this.refByKey(key)).length;
+    if (Number.isInteger(index) && index > 0 && index < count) this.state.targets[key] = index;
+    else delete this.state.targets[key];
+    this.emit({ kind: "row", key });
   }
 
   /** Download the given keys (default: what Download all would take) in one job. */
@@ -358,6 +413,8 @@ export class FixerController {
       const item = { filename: ref.filename, directory: ref.directory, url: choice.url };
       if (choice.sha256) item.sha256 = choice.sha256;
       if (choice.size) item.size = choice.size;
+      // Several paths for this key (extra_model_paths.yaml): say which one, the default included.
+      if (this.folderPaths(ref).length > 1) item.folder_index = this.targetIndex(key);
       items.push({ key, item, choice });
     }
     if (bad.length) this.notify("warn", "Not a download URL", `Paste an http(s) link for: ${bad.join(", ")}`);

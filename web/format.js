@@ -7,11 +7,13 @@ export function formatBytes(n) {
   if (typeof n !== "number" || !Number.isFinite(n) || n < 0) return "?";
   let i = 0;
   let v = n;
-  while (v >= 1024 && i < UNITS.length - 1) {
+  // Compare what will be shown: 1048575 B is "1.0 MB", not "1024 KB".
+  const shown = (x, unit) => (unit === 0 ? String(Math.round(x)) : x.toFixed(x >= 100 ? 0 : 1));
+  while (Number(shown(v, i)) >= 1024 && i < UNITS.length - 1) {
     v /= 1024;
     i += 1;
   }
-  return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : 1)} ${UNITS[i]}`;
+  return `${shown(v, i)} ${UNITS[i]}`;
 }
 
 /** Bytes per second -> "12.3 MB/s"; "" when unknown or zero. */
@@ -106,4 +108,18 @@ export function formatWhen(value, now = new Date()) {
   const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   if (d.toDateString() === now.toDateString()) return time;
   return `${d.toLocaleDateString([], { month: "short", day: "numeric" })}, ${time}`;
+}
+
+/**
+ * Short labels for a list of folder paths: the fewest trailing components that still tell
+ * them apart ("…/models/loras", "…/extra/loras"), the whole path when nothing shorter does.
+ */
+export function shortPaths(paths, minParts = 2) {
+  const split = paths.map((p) => String(p ?? "").replace(/\\/g, "/").replace(/\/+$/, "").split("/"));
+  const longest = Math.max(0, ...split.map((parts) => parts.length));
+  for (let n = minParts; n < longest; n += 1) {
+    const labels = split.map((parts) => (parts.length > n ? `…/${parts.slice(-n).join("/")}` : parts.join("/")));
+    if (new Set(labels).size === labels.length) return labels;
+  }
+  return split.map((parts) => parts.join("/"));
 }

@@ -1,7 +1,7 @@
 // Rendering of the "Fix missing models" panel (a plain-DOM dialog: same look and behaviour in
 // every ComfyUI frontend).  It only reads `controller.state` and calls controller actions;
 // every server string is set as text (dom.js), never parsed as HTML.
-import { h, link } from "./dom.js";
+import { h, link, safeHref } from "./dom.js";
 import {
   basename,
   explainError,
@@ -10,6 +10,7 @@ import {
   formatWhen,
   progressFraction,
   progressText,
+  shortPaths,
   summaryText,
 } from "./format.js";
 import { relinkTarget } from "./graph.js";
@@ -40,6 +41,14 @@ function dirname(name) {
   const s = String(name ?? "");
   const i = s.lastIndexOf("/");
   return i >= 0 ? s.slice(0, i + 1) : "";
+}
+
+/** "…/models/loras": the folder a finished download went to, short. */
+function savedIn(savePath) {
+  if (typeof savePath !== "string" || !savePath) return "";
+  const parts = savePath.replace(/\\/g, "/").split("/");
+  parts.pop();
+  return shortPaths([parts.join("/")])[0];
 }
 
 function confidenceLevel(x) {
@@ -118,6 +127,8 @@ export class FixerPanel {
   onChange(change) {
     if (!this.isOpen) return;
     if (change.kind === "row") this.renderRow(change.key);
+    else if (change.kind === "progress") this.renderActions(change.key);
+    else if (change.kind === "pick") this.renderPick(change.key);
     else if (change.kind === "toolbar") this.renderToolbar();
     else if (change.kind === "settings") this.renderSettings();
     else this.renderAll();
@@ -248,6 +259,28 @@ export class FixerPanel {
     this.rows.set(key, fresh);
   }
 
+  /** Progress, buttons and target folder of one row; the rest (inputs, selects) stays as it is. */
+  renderActions(key) {
+    const tr = this.rows.get(key);
+    const ref = this.c.refByKey(key);
+    if (!tr || !ref) return;
+    const entry = this.c.state.items[key];
+    tr.dataset.state = entry?.item?.state ?? "";
+    tr.querySelector(":scope > .cf-col-action")?.replaceChildren(...this.actionCell(ref, entry));
+  }
+
+  /** The URL field of `key` changed: follow it without re-rendering the field being typed in. */
+  renderPick(key) {
+    const tr = this.rows.get(key);
+    if (!tr) return;
+    const url = this.c.state.picks[key]?.url ?? "";
+    const select = tr.querySelector('[data-testid="comfyfixer-candidate"]');
+    if (select) select.disabled = Boolean(url);
+    const input = tr.querySelector('[data-testid="comfyfixer-url"]');
+    if (input) input.setAttribute("aria-invalid", String(Boolean(url) && !safeHref(url)));
+    this.renderActions(key);
+  }
+
   row(ref) {
     const key = refKey(ref);
     const entry = this.c.state.items[key];
@@ -305,11 +338,19 @@ export class FixerPanel {
       out.push(this.candidatePicker(ref, res));
     }
     for (const err of res?.errors ?? []) out.push(this.errorBlock(err));
+    const pasted = s.picks[key]?.url ?? "";
     out.push(h("input", {
       type: "url", class: "cf-url", testid: "comfyfixer-url", spellcheck: "false",
       placeholder: "…or paste a download URL (https://…)", "aria-label": `Download URL for ${ref.filename}`,
-      value: s.picks[key]?.url ?? "",
-      on: { input: (e) => this.c.pasteUrl(key, e.target.value), change: () => this.renderRow(key) },
+      title: "The file is saved under the name the workflow uses, whatever the URL calls it",
+      value: pasted, "aria-invalid": String(Boolean(pasted) && !safeHref(pasted)),
+      on: {
+        input: (e) => this.c.pasteUrl(key, e.target.value),
+        change: () => this.renderRow(key),
+        keydown: (e) => {
+          if (e.key === "Enter" && this.c.choiceFor(key) && !this.c.isActive(key)) this.c.download([key]);
+        },
+      },
     }));
     return out;
   }
@@ -363,10 +404,11 @@ export class FixerPanel {
         actions.push(button("Retry", { testid: "comfyfixer-retry", icon: "pi-replay", disabled: busy, onClick: () => c.retry(key) }));
       }
       if (actions.length) out.push(h("div", { class: "cf-actions" }, actions));
-      if (ref.status !== "missing" || ACTIVE_ITEM_STATES.has(item.state)) return out;
+      if (ref.status !== "missing" || ACTIVE_ITEM_STATES.has(item.state) || c.awaitingRescan(key)) return out;
     }
     if (ref.status === "missing") {
       const choice = c.choiceFor(key);
+      out.push(this.targetPicker(ref, busy));
       out.push(h("div", { class: "cf-actions" }, button(item ? "Download again" : "Download", {
         testid: "comfyfixer-download", icon: "pi-download", disabled: !choice || busy,
         title: choice ? choice.url : "Pick a candidate or paste a URL first",
@@ -385,6 +427,22 @@ export class FixerPanel {
     return out;
   }
 
+  /** "Save to" select when the folder key has several paths (extra_model_paths.yaml); else nothing. */
+  targetPicker(ref, busy) {
+    const key = refKey(ref);
+    const paths = this.c.folderPaths(ref);
+    if (paths.length < 2) return null;
+    const index = this.c.targetIndex(key);
+    const labels = shortPaths(paths);
+    const select = h("select", {
+      class: "cf-target", testid: "comfyfixer-folder", "aria-label": `Folder for ${ref.filename}`,
+      title: paths[index], disabled: busy,
+      on: { change: (e) => this.c.setTarget(key, Number(e.target.value)) },
+    }, paths.map((path, i) => h("option", { value: String(i), title: path }, i === 0 ? `${labels[i]} (default)` : labels[i])));
+    select.value = String(index);
+    return h("label", { class: "cf-target-row" }, h("span", { class: "cf-target-label" }, "Save to"), select);
+  }
+
   progress(item) {
     const frac = item.state === "done" ? 1 : progressFraction(item.downloaded, item.total);
     const pct = frac === null ? null : Math.round(frac * 100);
@@ -393,11 +451,14 @@ export class FixerPanel {
       class: ["cf-progress", `cf-progress-${item.state}`, frac === null && ACTIVE_ITEM_STATES.has(item.state) && "cf-indeterminate"],
       testid: "comfyfixer-progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100",
       "aria-valuenow": pct === null ? null : String(pct), dataset: { state: item.state ?? "" },
+      title: typeof item.save_path === "string" && item.save_path ? item.save_path : null,
     },
     h("div", { class: "cf-bar" }, h("div", { class: "cf-fill", style: { width: `${pct ?? 0}%` } })),
     h("div", { class: "cf-progress-text" },
       h("span", { class: "cf-state" }, pct !== null && item.state === "downloading" ? `${label} ${pct}%` : label),
-      item.state === "done" || item.state === "skipped" ? null : h("span", {}, progressText(item))));
+      item.state === "done" || item.state === "skipped"
+        ? h("span", { class: "cf-saved-in", title: item.save_path ?? "" }, savedIn(item.save_path))
+        : h("span", {}, progressText(item))));
   }
 
   errorBlock(error, title = "") {

@@ -174,11 +174,7 @@ def test_fix_missing_models_in_the_browser(frontend, hub, workflow, tmp_path, co
     expect(download_all).to_have_text("Download all (2)")
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / f"panel-{frontend}.png"
-    page.screenshot(path=str(shot))
-    if frontend == "pinned" and (os.environ.get("COMFYFIXER_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists()):
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
+    page.screenshot(path=str(ARTIFACTS / f"panel-{frontend}.png"))
 
     # Relink: the node now names the file where it really is.
     _row(panel, ELSEWHERE).get_by_test_id("comfyfixer-relink").click()
@@ -359,6 +355,278 @@ def test_login_required_is_explained_then_token_and_retry_fix_it(tmp_path, comfy
 
     ours = [e for e in page_logs.errors if "comfyfixer" in e.lower() or "extensions/ComfyFixerSmart" in e]
     assert not ours, ours
+
+
+# ---------------------------------------------------------------- shared by the tests below
+
+def _loaders_workflow(loaders) -> dict:
+    """A UI workflow of loader nodes ``(type, widgets_values)``, stacked down the left of the canvas."""
+    outputs = {"CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"], "LoraLoader": ["MODEL", "CLIP"], "VAELoader": ["VAE"],
+               "UpscaleModelLoader": ["UPSCALE_MODEL"]}
+    inputs = {"LoraLoader": ["model", "clip"]}
+    nodes = []
+    for i, (node_type, values) in enumerate(loaders, start=1):
+        nodes.append({
+            "id": i, "type": node_type, "pos": [40, 190 * (i - 1)], "size": [340, 110], "flags": {},
+            "order": i - 1, "mode": 0,
+            "inputs": [{"name": n, "type": n.upper(), "link": None} for n in inputs.get(node_type, [])],
+            "outputs": [{"name": n, "type": n, "links": None} for n in outputs[node_type]],
+            "properties": {"Node name for S&R": node_type}, "widgets_values": values,
+        })
+    # The view: 1:1, the nodes left of where the panel opens (for the README screenshot).
+    return {"last_node_id": len(nodes), "last_link_id": 0, "links": [], "groups": [], "config": {},
+            "extra": {"ds": {"scale": 1.0, "offset": [40, 150]}}, "version": 0.4, "nodes": nodes}
+
+
+def _our_errors(page_logs):
+    return [e for e in page_logs.errors if "comfyfixer" in e.lower() or "extensions/ComfyFixerSmart" in e]
+
+
+# The pinned frontend's "Introducing Nodes 2.0" banner: press its close button (the one without
+# text next to "Try it out").
+CLOSE_BANNER_JS = """() => {
+  const tryIt = [...document.querySelectorAll("button")].find((b) => b.textContent.trim() === "Try it out");
+  for (let el = tryIt?.parentElement; el && el !== document.body; el = el.parentElement) {
+    const close = [...el.querySelectorAll("button")].find((b) => b !== tryIt && !b.textContent.trim());
+    if (close) { close.click(); return true; }
+  }
+  return false;
+}"""
+
+
+def _clear_overlays(page) -> None:
+    """Close what the frontends float over the canvas: banners, the newest one's "N issues found"
+    overlay, toasts (for a clean screenshot)."""
+    from playwright.sync_api import expect
+
+    if page.evaluate(CLOSE_BANNER_JS):
+        expect(page.get_by_role("button", name="Try it out")).to_have_count(0)
+    overlay = page.get_by_test_id("error-overlay")
+    if overlay.count() and overlay.first.is_visible():
+        overlay.first.get_by_role("button", name="Close").click()
+        expect(overlay).to_have_count(0)
+    page.evaluate("() => window.app.extensionManager.toast?.removeAll?.()")
+
+
+# ---------------------------------------------------------------- target folder, pasted URL, commands
+
+PASTE_LORA = "my_private_style_v3.safetensors"   # no hub knows this name: the user pastes a URL
+PASTE_BYTES = blob(900 * 1024 + 1, seed=41)
+PASTE_REPO, PASTE_FILE = "acme/archive", "x_0042.safetensors"
+ORPHAN = "4x_orphan_upscaler.safetensors"      # missing, no candidate, one upscale_models path: no choice
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("frontend", ["pinned", "newest"])
+def test_target_folder_pasted_url_and_commands(frontend, tmp_path, comfyui_install, start_comfyui,
+                                               open_comfyui, page, page_logs):
+    """Issue items 2 and 4: a second ``loras`` path from extra_model_paths.yaml is offered per row
+    and the download lands where the user picked; a URL pasted for a row without candidates
+    downloads under the workflow's name.  The panel also opens from the top menu and by command."""
+    from playwright.sync_api import expect
+
+    base = tmp_path / "comfy"
+    extra = tmp_path / "extra_models"
+    (extra / "loras").mkdir(parents=True)
+    config = tmp_path / "extra_model_paths.yaml"
+    config.write_text(f"fixer_test:\n  base_path: {extra}\n  loras: loras\n")
+    with FakeHub() as hub:
+        hub.add_civitai_model("epi_noiseoffset", {LORA: LORA_BYTES}, type="LORA", version_name="v2", downloads=40000)
+        hub.add_hf_repo(PASTE_REPO, {PASTE_FILE: PASTE_BYTES})
+        server = start_comfyui(base, front_end_root=_frontend_root(comfyui_install, frontend),
+                               env=_server_env(hub, tmp_path), extra_args=("--extra-model-paths-config", config))
+        # ComfyUI's order: models/loras, the extra path, then output/loras (where its save nodes write).
+        loras = server.get_json("/comfyfixer/folders")["folders"]["loras"]
+        assert [Path(p).resolve() for p in loras[:2]] == [(base / "models" / "loras").resolve(), (extra / "loras").resolve()]
+        assert len(server.get_json("/comfyfixer/folders")["folders"]["upscale_models"]) == 1
+
+        open_comfyui(server, page)
+        page.evaluate(LOAD_JS, _loaders_workflow([
+            ("LoraLoader", [LORA, 1, 1]), ("LoraLoader", [PASTE_LORA, 1, 1]), ("UpscaleModelLoader", [ORPHAN])]))
+        panel = page.get_by_test_id("comfyfixer-panel")
+
+        # Extensions > ComfyFixerSmart > Fix missing models, in the frontend's own top menu.
+        page.keyboard.press("Escape")
+        page.locator("svg.comfyui-logo").first.click()
+        page.get_by_role("menuitem", name="Extensions", exact=True).first.hover()
+        page.get_by_role("menuitem", name="ComfyFixerSmart", exact=True).hover()
+        page.get_by_role("menuitem", name="Fix missing models", exact=True).click()
+        expect(panel).to_be_visible()
+        panel.get_by_test_id("comfyfixer-close").click()
+        expect(panel).to_be_hidden()
+        # The same command through the frontend's command service (keybindings, palette).
+        assert page.evaluate("() => window.app.extensionManager.command.commands.some((c) => c.id === 'ComfyFixer.OpenPanel')")
+        page.evaluate("() => window.app.extensionManager.command.execute('ComfyFixer.OpenPanel')")
+        expect(panel).to_be_visible()
+
+        lora_row, paste_row, orphan_row = _row(panel, LORA), _row(panel, PASTE_LORA), _row(panel, ORPHAN)
+        expect(lora_row.get_by_test_id("comfyfixer-candidate")).not_to_have_value("-1", timeout=60_000)
+        expect(paste_row).to_contain_text("No candidate found")
+
+        # Several loras paths: each loras row offers them, ComfyUI's first one by default.
+        target = lora_row.get_by_test_id("comfyfixer-folder")
+        expect(target).to_have_value("0")
+        expect(target.locator("option")).to_have_count(len(loras))
+        expect(target.locator("option").first).to_contain_text("(default)")
+        expect(target.locator("option").nth(1)).to_have_attribute("title", loras[1])
+        expect(target.locator("option").nth(1)).to_have_text("…/extra_models/loras")
+        expect(paste_row.get_by_test_id("comfyfixer-folder")).to_have_value("0")
+        expect(orphan_row).to_have_attribute("data-status", "missing")
+        expect(orphan_row.get_by_test_id("comfyfixer-folder")).to_have_count(0)  # one path: nothing to choose
+        target.select_option("1")
+        expect(lora_row.get_by_test_id("comfyfixer-folder")).to_have_value("1")
+
+        # Paste a URL: the row's Download turns on while the field still has the focus.
+        download = paste_row.get_by_test_id("comfyfixer-download")
+        expect(download).to_be_disabled()
+        url_field = paste_row.get_by_test_id("comfyfixer-url")
+        url_field.fill("javascript:alert(1)")
+        expect(url_field).to_have_attribute("aria-invalid", "true")
+        url_field.fill(f"{hub.hf_url}/{PASTE_REPO}/resolve/main/{PASTE_FILE}")
+        expect(url_field).to_have_attribute("aria-invalid", "false")
+        expect(download).to_be_enabled()
+        expect(url_field).to_be_focused()
+        expect(paste_row.get_by_test_id("comfyfixer-candidate")).to_have_count(0)
+
+        # Download all takes the confident candidate (to the chosen path) and the pasted URL.
+        download_all = panel.get_by_test_id("comfyfixer-download-all")
+        expect(download_all).to_have_text("Download all (2)")
+        download_all.click()
+        expect(lora_row).to_have_attribute("data-status", "present", timeout=60_000)
+        expect(paste_row).to_have_attribute("data-status", "present", timeout=60_000)
+        expect(paste_row).to_contain_text("verified")
+
+        chosen = extra / "loras" / LORA
+        assert _sha256(chosen.read_bytes()) == _sha256(LORA_BYTES)
+        assert not (base / "models" / "loras" / LORA).exists()
+        pasted = base / "models" / "loras" / PASTE_LORA
+        assert _sha256(pasted.read_bytes()) == _sha256(PASTE_BYTES)
+        assert not (extra / "loras" / PASTE_LORA).exists()
+        assert not [p for p in _files_under(tmp_path) if p.endswith((".part", ".part.json"))]
+        assert hub.request_count(f"/{PASTE_REPO}/resolve/main/{PASTE_FILE}", method="GET") >= 1
+
+        job = next(j for j in server.get_json("/comfyfixer/jobs")["jobs"] if j["kind"] == "download")
+        saved = {i["filename"]: Path(i["save_path"]).resolve() for i in job["items"]}
+        assert saved == {LORA: chosen.resolve(), PASTE_LORA: pasted.resolve()}
+        # The orphan stays missing with nothing to fetch; the badge counts it.
+        expect(orphan_row).to_have_attribute("data-status", "missing")
+        expect(page.get_by_test_id("comfyfixer-open").get_by_test_id("comfyfixer-badge")).to_have_text("1")
+
+    assert not _our_errors(page_logs), page_logs.errors
+
+
+# ---------------------------------------------------------------- live progress, cancel, retry
+
+VAE = "vae-ft-mse-840000-ema-pruned.safetensors"
+PROGRESS_CKPT_BYTES = blob(4 * 1024 * 1024 + 21, seed=51)
+PROGRESS_LORA_BYTES = blob(6 * 1024 * 1024 + 22, seed=52)
+VAE_BYTES = blob(200 * 1024 + 23, seed=53)
+RATE = 1024 * 1024  # bytes/s per download: the CKPT takes ~4 s, the LoRA ~6 s
+
+# True once the VAE row is done and the checkpoint row is 40 % or more of the way: the moment
+# of the screenshot (every number read from the DOM the user sees).
+MID_DOWNLOAD_JS = """([vae, ckpt]) => {
+  const bar = (name) => document.querySelector(
+    `[data-testid="comfyfixer-row"][data-filename="${name}"] [data-testid="comfyfixer-progress"]`);
+  const v = bar(vae), c = bar(ckpt);
+  const pct = Number(c?.getAttribute("aria-valuenow"));
+  return v?.dataset.state === "done" && c?.dataset.state === "downloading" && pct >= 40 && pct <= 80;
+}"""
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("frontend", ["pinned", "newest"])
+def test_live_progress_cancel_retry(frontend, tmp_path, comfyui_install, start_comfyui, open_comfyui, page,
+                                    page_logs):
+    """Issue item 2: with the hub at 1 MB/s per file, the rows show live progress (an intermediate
+    percentage, speed, ETA) while one row is already done; Cancel stops a row mid-download without
+    leaving a file under its final name; Retry resumes it and the sha256 is right.  The pinned run
+    takes the README screenshot (docs/screenshot-panel.png) in the middle of the download."""
+    from playwright.sync_api import expect
+
+    base = tmp_path / "comfy"
+    loras = base / "models" / "loras"
+    with FakeHub() as hub:
+        hub.add_civitai_model("epi_noiseoffset", {LORA: PROGRESS_LORA_BYTES}, type="LORA", version_name="v2",
+                              downloads=40000, tags=["noise offset"])
+        hub.add_hf_repo("stable-diffusion-v1-5/stable-diffusion-v1-5", {CKPT: PROGRESS_CKPT_BYTES},
+                        downloads=900000, likes=5000)
+        hub.add_hf_repo("stabilityai/sd-vae-ft-mse-original", {VAE: VAE_BYTES}, downloads=500000)
+        server = start_comfyui(base, front_end_root=_frontend_root(comfyui_install, frontend),
+                               env=_server_env(hub, tmp_path))
+        open_comfyui(server, page)
+        page.evaluate(LOAD_JS, _loaders_workflow([
+            ("CheckpointLoaderSimple", [CKPT]), ("LoraLoader", [LORA, 0.8, 0.8]), ("VAELoader", [VAE])]))
+        panel = _open_panel(page)
+        download_all = panel.get_by_test_id("comfyfixer-download-all")
+        expect(download_all).to_be_enabled(timeout=60_000)
+        for name in (CKPT, LORA, VAE):
+            select = _row(panel, name).get_by_test_id("comfyfixer-candidate")
+            expect(select).to_be_visible()
+            if select.input_value() == "-1":  # a pickle checkpoint is offered, not taken: the user picks it
+                select.select_option(index=1)
+        expect(download_all).to_have_text("Download all (3)")
+
+        hub.rate_limit_bytes_per_s = RATE
+        download_all.click()
+        page.wait_for_function(MID_DOWNLOAD_JS, arg=[VAE, CKPT], timeout=30_000, polling=50)
+        ckpt_bar = _row(panel, CKPT).get_by_test_id("comfyfixer-progress")
+        pct = int(ckpt_bar.get_attribute("aria-valuenow"))
+        assert 0 < pct < 100
+        text = ckpt_bar.inner_text()
+        assert re.search(rf"Downloading {pct}%", text), text
+        assert re.search(r"MB / 4\.0 MB · [\d.]+ (KB|MB)/s · ETA \d+:\d\d", text), text
+        vae_row = _row(panel, VAE)
+        expect(vae_row.get_by_test_id("comfyfixer-progress")).to_have_attribute("aria-valuenow", "100")
+        expect(vae_row.get_by_test_id("comfyfixer-progress")).to_contain_text("…/models/vae")
+        # Done, rescan pending: nothing to download again, nor for Download all.
+        expect(vae_row.get_by_test_id("comfyfixer-download")).to_have_count(0)
+        expect(download_all).to_have_text("Download all")
+
+        _clear_overlays(page)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / f"panel-progress-{frontend}.png"
+        page.screenshot(path=str(shot))
+        if frontend == "pinned" and (os.environ.get("COMFYFIXER_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists()):
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shot, SCREENSHOT)
+
+        # Cancel the LoRA mid-download (it needs ~6 s at this rate).
+        lora_row = _row(panel, LORA)
+        lora_bar = lora_row.get_by_test_id("comfyfixer-progress")
+        expect(lora_bar).to_have_attribute("data-state", "downloading")
+        lora_row.get_by_test_id("comfyfixer-cancel").click()
+        expect(lora_row).to_have_attribute("data-state", "cancelled", timeout=15_000)
+        expect(lora_bar).to_have_attribute("data-state", "cancelled")
+        expect(lora_row.get_by_test_id("comfyfixer-retry")).to_be_visible()
+        cancelled_at = int(lora_bar.get_attribute("aria-valuenow"))
+        assert 0 < cancelled_at < 100, cancelled_at
+        assert not (loras / LORA).exists()
+        # The other rows carry on and finish.
+        expect(_row(panel, CKPT)).to_have_attribute("data-status", "present", timeout=30_000)
+        expect(_row(panel, VAE)).to_have_attribute("data-status", "present")
+        expect(lora_row).to_have_attribute("data-status", "missing")
+        assert _sha256((base / "models" / "checkpoints" / CKPT).read_bytes()) == _sha256(PROGRESS_CKPT_BYTES)
+        assert _sha256((base / "models" / "vae" / VAE).read_bytes()) == _sha256(VAE_BYTES)
+        kept = (loras / (LORA + ".part")).is_file()
+
+        # Retry, at full speed now: it resumes from the kept part file and ends verified.
+        hub.rate_limit_bytes_per_s = None
+        hub.clear_log()
+        lora_row.get_by_test_id("comfyfixer-retry").click()
+        expect(lora_row).to_have_attribute("data-status", "present", timeout=60_000)
+        assert _sha256((loras / LORA).read_bytes()) == _sha256(PROGRESS_LORA_BYTES)
+        assert not [p for p in _files_under(base / "models") if ".part" in p], _files_under(base / "models")
+        if kept:
+            ranges = [v for r in hub.find_requests(listener="storage", method="GET")
+                      for k, v in r.headers.items() if k.lower() == "range"]
+            assert any(r and not r.startswith("bytes=0-") for r in ranges), ranges
+        job = next(j for j in server.get_json("/comfyfixer/jobs")["jobs"] if j["kind"] == "download")
+        assert {i["filename"]: i["state"] for i in job["items"]} == {CKPT: "done", LORA: "done", VAE: "done"}
+
+    assert not _our_errors(page_logs), page_logs.errors
 
 
 # ---------------------------------------------------------------- pure helpers, with Node
