@@ -32,9 +32,9 @@ from .datamodel import (
     WorkflowData,
     WorkflowRun,
 )
-from .inventory import EMBEDDING_EXTENSIONS
 from .errors import ConfigurationError, WorkflowParseError
 from .folders import canonical_folder
+from .inventory import EMBEDDING_EXTENSIONS
 from .logs import get_logger
 from .security import redact_text, safe_join
 from .settings import Config, get_config
@@ -320,14 +320,18 @@ class ComfyFixerCore:
         """
         specs = [self._with_target(spec, output_dir) for spec in missing_models]
         root = Path(output_dir).expanduser() if output_dir is not None else self.config.output_dir
+        started: Set[str] = set()
         with self._operation():
-            results = self._run_downloads(specs, root, on_event)
-        for spec, result in zip(specs, results, strict=True):
-            if result.error_type == _CANCELLED and spec.get("save_path"):
-                with self._lock:
-                    self._cancelled_targets.add(Path(spec["save_path"]))
-        if any(r.error_type == _CANCELLED for r in results):
-            self._sweep_cancelled()
+            if self._closing.is_set():  # cleanup() is under way: start nothing new
+                results = [_cancelled_result(spec) for spec in specs]
+            else:
+                results = self._run_downloads(specs, root, on_event, started)
+        # only downloads that had begun: a cancel while queued leaves an older, resumable
+        # part file of the same target alone (this run never touched it)
+        cancelled = [spec for spec, result in zip(specs, results, strict=True)
+                     if result.error_type == _CANCELLED and spec.get("item_id") in started]
+        if cancelled:
+            self._forget_parts(cancelled)
         return results
 
     def _with_target(self, spec: Dict[str, Any], output_dir: Optional[PathLike]) -> Dict[str, Any]:
@@ -345,16 +349,27 @@ class ComfyFixerCore:
             except (ValueError, OSError, TypeError):
                 return spec
             spec["save_path"] = str(target)
+        if spec.get("save_path"):
+            # progress events carry it: the core learns which downloads really began
+            spec.setdefault("item_id", spec["save_path"])
         return spec
 
-    def _run_downloads(self, specs: List[Dict[str, Any]], root: Path,
-                       on_event: Optional[EventCallback]) -> List[DownloadResult]:
+    def _run_downloads(self, specs: List[Dict[str, Any]], root: Path, on_event: Optional[EventCallback],
+                       started: Set[str]) -> List[DownloadResult]:
         """Run the batch on a helper thread and wait in slices, so a KeyboardInterrupt in the
         calling thread is seen at once: the manager's own wait would first let every file
-        finish (ThreadPoolExecutor joins its workers on the way out)."""
+        finish (ThreadPoolExecutor joins its workers on the way out).  ``started`` collects
+        the item ids of downloads that got past the queue."""
         if not specs:
             return []
         box: Dict[str, Any] = {}
+
+        def hook(event: ProgressEvent) -> None:
+            if event.state not in ("queued", "cancelled", "failed") and event.item_id:
+                started.add(event.item_id)
+            if on_event is not None:
+                on_event(event)
+
         # an Event, not Thread.join: a KeyboardInterrupt landing inside join() leaves the
         # Thread marked as stopped (CPython's bpo-45274 handling), and later joins return at once
         done = threading.Event()
@@ -362,7 +377,7 @@ class ComfyFixerCore:
         def work() -> None:
             try:
                 box["results"] = self.downloader.download_models(
-                    specs, root, concurrency=self.config.download_concurrency, on_event=on_event)
+                    specs, root, concurrency=self.config.download_concurrency, on_event=hook)
             except BaseException as exc:  # handed to the caller's thread
                 box["error"] = exc
             finally:
@@ -375,9 +390,7 @@ class ComfyFixerCore:
         except BaseException:
             self.cancel()
             done.wait(CLEANUP_WAIT_SECONDS)  # the engine removes what it cancelled
-            with self._lock:
-                self._cancelled_targets.update(Path(s["save_path"]) for s in specs if s.get("save_path"))
-            self._sweep_cancelled()
+            self._forget_parts([s for s in specs if s.get("item_id") in started])
             raise
         if "error" in box:
             raise box["error"]
@@ -429,10 +442,7 @@ class ComfyFixerCore:
             skipped=self.skipped(analysis, include_optional=include_optional),
         )
         if not dry_run and specs and (confirm is None or confirm(run)):
-            if self._closing.is_set():  # cleanup() ran while we were searching
-                results = [_cancelled_result(spec) for spec in specs]
-            else:
-                results = self.download_models(specs, output_dir, on_event=on_event)
+            results = self.download_models(specs, output_dir, on_event=on_event)
             run.downloads = results
             for spec, result in zip(specs, results, strict=True):
                 if result.success:
@@ -496,6 +506,12 @@ class ComfyFixerCore:
             self._closing.clear()
 
     close = cleanup
+
+    def _forget_parts(self, specs: List[Dict[str, Any]]) -> None:
+        """Remember the targets of cancelled downloads and sweep their part files now."""
+        with self._lock:
+            self._cancelled_targets.update(Path(s["save_path"]) for s in specs if s.get("save_path"))
+        self._sweep_cancelled()
 
     def _sweep_cancelled(self) -> None:
         """Remove leftover part files of downloads cancelled through this core.

@@ -101,8 +101,8 @@ def test_ctrl_c_in_the_calling_thread_cancels_downloads(server, config, tmp_path
 def test_live_download_of_another_process_is_not_touched(server, config, tmp_path, how):
     """Two downloads (concurrency 1); the second one's part file belongs to another process
     that holds the engine's lock on it.  Cancelling through the core removes our part file,
-    never theirs (after Ctrl-C the core sweeps every target of the batch: the lock is what
-    protects theirs)."""
+    never theirs (theirs never got past the queue, so the core does not sweep it; and if it
+    did, the lock would stop it: see test_sweep_leaves_a_locked_part_file_alone)."""
     out = tmp_path / "models"
     ours = out / "checkpoints" / "slow.safetensors.part"
     theirs = out / "checkpoints" / "other.safetensors.part"
@@ -181,3 +181,31 @@ def test_a_hostile_spec_fails_alone(server, config, tmp_path):
     assert not bad.success and bad.error_type == "UnsafePathError"
     assert good.success and (out / "checkpoints" / "ok.safetensors").read_bytes() == b"o" * 2000
     assert not (tmp_path / "evil.safetensors").exists()
+
+
+def test_sweep_leaves_a_locked_part_file_alone(tmp_path):
+    """The sweep's guard: a part file whose lock another process holds is a live download."""
+    from comfyfixersmart.core import _remove_part_if_idle
+
+    target = tmp_path / "model.safetensors"
+    part, sidecar = tmp_path / "model.safetensors.part", tmp_path / "model.safetensors.part.json"
+    part.write_bytes(b"p" * 100)
+    sidecar.write_text("{}")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, time\n"
+         f"fd = os.open({str(part)!r}, os.O_RDWR)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "print('locked', flush=True)\n"
+         "time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert _remove_part_if_idle(target) is False
+        assert part.read_bytes() == b"p" * 100 and sidecar.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _remove_part_if_idle(target) is True  # nobody holds it any more
+    assert not part.exists() and not sidecar.exists()
+    assert _remove_part_if_idle(target) is True  # nothing left: fine
