@@ -3,8 +3,10 @@
     comfyfixer scan WORKFLOW_OR_DIR... [--comfyui-root DIR] [--json]
     comfyfixer resolve WORKFLOW... [--comfyui-root DIR] [--json] [--backends civitai,huggingface]
     comfyfixer fix WORKFLOW... [--comfyui-root DIR] [--dry-run] [--yes] [--min-confidence 0.9] [--json]
+                   [--include-optional] [--output-dir DIR] [--backends ...]
     comfyfixer annotate WORKFLOW -o OUT.json [--comfyui-root DIR]
     comfyfixer script WORKFLOW... [--shell bash|powershell] [-o FILE]
+    python -m comfyfixersmart ...      (the same)
 
 Exit codes: 0 nothing required is missing (or everything was fixed), 1 something required
 is missing (or could not be fixed), 2 an error (bad arguments, unreadable input, settings),
