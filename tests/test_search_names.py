@@ -123,3 +123,12 @@ def test_known_hash_raises_or_caps():
     r2.hash_sha256 = "cd" * 32
     assert ranking.apply_known_hash(r2, "ab" * 32).confidence <= 0.55
     assert "differs" in r2.reason
+
+
+def test_bare_embedding_name_matches_its_file_exactly():
+    # prompts say embedding:negativeXL_D; the file on the hub is negativeXL_D.safetensors
+    conf, words = ranking.name_match("negativeXL_D", "negativeXL_D.safetensors", folder_fits=True)
+    assert conf >= 0.9 and "exact name" in words
+    # a different stem is still only fuzzy
+    match = ranking.name_match("negativeXL_D", "negativeXL_E.safetensors", folder_fits=True)
+    assert match is None or match[0] < AUTO_CHOICE_FLOOR

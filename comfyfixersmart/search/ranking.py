@@ -93,6 +93,17 @@ def name_match(wanted: str, found: str, *, folder_fits: Optional[bool], known_pu
     Compares base names: a reference ``sd15/model.safetensors`` matches ``model.safetensors``.
     """
     w, f = names.basename(wanted), names.basename(found)
+    w_stem, w_ext = names.split_ext(w)
+    f_stem, f_ext = names.split_ext(f)
+    if not w_ext and f_ext in names.MODEL_EXTENSIONS and w_stem.lower() == f_stem.lower():
+        # ComfyUI loads embeddings by bare name (it tries .safetensors, .pt, .bin): a
+        # workflow that gives no extension names this very file
+        conf = exact_name_confidence(folder_fits=folder_fits, known_publisher=known_publisher,
+                                     path_hint=path_hint, case_exact=w_stem == f_stem)
+        words = "exact name (the workflow gives no extension)"
+        if folder_fits is False:
+            words += ", but the model type belongs to another folder"
+        return conf, words
     if w == f or w.lower() == f.lower():
         conf = exact_name_confidence(folder_fits=folder_fits, known_publisher=known_publisher,
                                      path_hint=path_hint, case_exact=w == f)
