@@ -286,6 +286,8 @@ class DownloadManager:
                 if cancel.is_set():
                     raise DownloadCancelledError("cancelled before it started", url=redact_url(url))
             acquired = True
+            if cancel.is_set():  # cancelled while queued: touch nothing (an old .part stays resumable)
+                raise DownloadCancelledError("cancelled before it started", url=redact_url(url))
             if server_names:
                 target = self._server_named_target(url, target, headers, cancel)
                 active.keys |= _keys_for(target)
