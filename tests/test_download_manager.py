@@ -149,3 +149,32 @@ def test_unreachable_server_is_a_failed_result(make_config, tmp_path):
         r = m.download_model(f"http://127.0.0.1:{port}/x", tmp_path / "x.safetensors")
     assert not r.success and r.error_type == "NetworkError"
     assert list(tmp_path.glob("x.safetensors*")) == []
+
+
+def test_cancelled_while_queued_never_starts_and_keeps_its_part_file(server, make_config, tmp_path):
+    slow, other = payload(400_000, 7), payload(50_000, 8)
+    server.add("/slow", slow, rate=400_000)  # holds the only worker for about a second
+    server.add("/other", other, etag='"changed"')  # a resume attempt would have to start over
+    cfg = loopback_config(make_config, download_concurrency=1)
+    out = tmp_path / "models"
+    part = out / "loras" / "other.safetensors.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(other[:1000])  # an earlier, resumable attempt
+    with DownloadManager(cfg) as m:
+        results = []
+        batch = threading.Thread(target=lambda: results.extend(m.download_models([
+            {"url": server.url("/slow"), "filename": "slow.safetensors", "directory": "checkpoints"},
+            {"url": server.url("/other"), "filename": "other.safetensors", "directory": "loras", "item_id": "other"},
+        ], out, concurrency=1)))
+        batch.start()
+        deadline = time.monotonic() + 5
+        while not server.requests_for("/slow") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert m.cancel("other") >= 1  # still waiting in the batch's queue
+        batch.join(15)
+    slow_result, other_result = results
+    assert slow_result.success
+    assert not other_result.success and other_result.error_type == "DownloadCancelledError"
+    assert server.requests_for("/other") == []
+    assert part.read_bytes() == other[:1000]
+    assert not (out / "loras" / "other.safetensors").exists()
