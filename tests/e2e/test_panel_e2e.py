@@ -488,6 +488,8 @@ def test_target_folder_pasted_url_and_commands(frontend, tmp_path, comfyui_insta
         expect(download).to_be_enabled()
         expect(url_field).to_be_focused()
         expect(paste_row.get_by_test_id("comfyfixer-candidate")).to_have_count(0)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"panel-folders-{frontend}.png"))
 
         # Download all takes the confident candidate (to the chosen path) and the pasted URL.
         download_all = panel.get_by_test_id("comfyfixer-download-all")
