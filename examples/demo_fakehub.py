@@ -114,9 +114,9 @@ theirs), and runs the CLI in a subprocess with `COMFYFIXER_CIVITAI_BASE_URL` and
 at it. The ports in URLs change from run to run.
 
 The VAE comes from the URL the workflow itself carries and is checked against its sha256. The embedding is
-named `negativeXL_D` in the prompt (no extension); the Civitai candidate `negativeXL_D.safetensors` is
-ranked 70 %, below the 90 % needed to download without asking, so it is listed as not downloaded, with
-the reason, and the exit code stays 1.
+named `negativeXL_D` in the prompt (no extension, as ComfyUI allows); the Civitai file
+`negativeXL_D.safetensors` is that exact name, so it is downloaded too, into `models/embeddings/`. The
+LoRA found in another sub-folder is left alone (relink it), so the exit code is 0 once both are in.
 """
 
 
