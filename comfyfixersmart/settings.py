@@ -123,10 +123,18 @@ class Config:
         """``<civitai_base_url>/api/v1``."""
         return self.civitai_base_url.rstrip("/") + "/api/v1"
 
+    @civitai_api_base.setter
+    def civitai_api_base(self, value: str) -> None:
+        self.civitai_base_url = _as_http_url("civitai_api_base", _strip_suffix(value, "/api/v1"))
+
     @property
     def civitai_download_base(self) -> str:
         """``<civitai_base_url>/api/download/models``."""
         return self.civitai_base_url.rstrip("/") + "/api/download/models"
+
+    @civitai_download_base.setter
+    def civitai_download_base(self, value: str) -> None:
+        self.civitai_base_url = _as_http_url("civitai_download_base", _strip_suffix(value, "/api/download/models"))
 
     @property
     def effective_allowed_hosts(self) -> List[str]:
@@ -281,6 +289,12 @@ def _as_path(name: str, value: Any) -> Path:
     if isinstance(value, (str, os.PathLike)) and str(value) and "\0" not in str(value):
         return Path(value).expanduser()
     raise ConfigurationError(name, f"expected a path, got {value!r}")
+
+
+def _strip_suffix(value: Any, suffix: str) -> Any:
+    if isinstance(value, str) and value.rstrip("/").endswith(suffix):
+        return value.rstrip("/")[: -len(suffix)]
+    return value
 
 
 def _as_http_url(name: str, value: Any) -> str:

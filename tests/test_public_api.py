@@ -78,3 +78,28 @@ def test_root_init_imports_cleanly_outside_comfyui():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.split() == ["./web", "{}", "False"]
+
+
+def test_reference_config_attributes_are_settable(make_config):
+    from comfyfixersmart import ConfigurationError
+
+    cfg = make_config()
+    cfg.civitai_api_base = "http://127.0.0.1:9/api/v1"
+    assert cfg.civitai_base_url == "http://127.0.0.1:9"
+    assert cfg.civitai_download_base == "http://127.0.0.1:9/api/download/models"
+    cfg.civitai_download_base = "https://civitai.red/api/download/models"
+    assert cfg.civitai_api_base == "https://civitai.red/api/v1"
+    try:
+        cfg.civitai_api_base = "ftp://civitai.com/api/v1"
+    except ConfigurationError as exc:
+        assert exc.setting == "civitai_api_base"
+    else:
+        raise AssertionError("an ftp base was accepted")
+
+
+def test_module_level_config_is_the_default_used_by_components(tmp_path):
+    import comfyfixersmart
+    from comfyfixersmart import ComfyFixerCore
+
+    comfyfixersmart.config.comfyui_root = tmp_path
+    assert ComfyFixerCore().config is comfyfixersmart.config
