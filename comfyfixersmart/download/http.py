@@ -247,9 +247,10 @@ class BodyReader:
     """Reads a response body straight into caller buffers.
 
     For an identity-encoded, non-chunked body (what a model CDN sends), bytes go from the
-    socket's buffered reader into the caller's buffer with ``readinto1``: one ``recv`` per
-    call, no ``bytes`` object per chunk and none of requests'/urllib3's decode and copy
-    layers (those cost ~30% of a loopback download).  Anything else (gzip, chunked, an
+    socket's buffered reader into the caller's buffer (``readinto1``: one ``recv``; with
+    ``whole=True`` ``readinto``, whose loop runs in C, which matters for TLS's 16 KiB
+    records): no ``bytes`` object per chunk and none of requests'/urllib3's decode and
+    copy layers (those cost ~30% of a loopback download).  Anything else (gzip, chunked, an
     unexpected urllib3 internals layout) falls back to ``urllib3``'s ``read``, which
     decodes.  Reads never go past Content-Length; what the caller does with a short body
     is its business (the engine resumes it).  Socket and protocol failures surface as
@@ -276,13 +277,18 @@ class BodyReader:
         """True when bytes go from the socket to the caller's buffer without a copy."""
         return self._stream is not None
 
-    def readinto(self, view: memoryview) -> int:
-        """Read at most ``len(view)`` body bytes into ``view``; 0 means the body ended."""
+    def readinto(self, view: memoryview, *, whole: bool = False) -> int:
+        """Read at most ``len(view)`` body bytes into ``view``; 0 means the body ended.
+
+        ``whole=False`` returns after one socket read; ``whole=True`` waits until ``view``
+        is full or the body ends (bytes read before a failure are then lost: keep the
+        view small on slow links).
+        """
         if not len(view) or self._ended:
             return 0
         try:
             if self._stream is not None:
-                return self._readinto_fast(view)
+                return self._readinto_fast(view, whole)
             data = self._raw.read(min(len(view), self._fallback_chunk), decode_content=True)
             n = len(data)
             view[:n] = data
@@ -301,13 +307,16 @@ class BodyReader:
                                      url=redact_url(self._opened.url)) from None
             raise
 
-    def _readinto_fast(self, view: memoryview) -> int:
+    def _readinto_fast(self, view: memoryview, whole: bool) -> int:
         resp = self._http
         assert resp is not None and self._stream is not None
         left = resp.length
         if left is not None and len(view) > left:
             view = view[:left]
-        n = self._stream.readinto1(view) if len(view) else 0
+        if not len(view):
+            n = 0
+        else:
+            n = self._stream.readinto(view) if whole else self._stream.readinto1(view)
         if left is not None:
             # keep http.client's own count right, as its readinto would
             resp.length = left - n
