@@ -369,10 +369,10 @@ class Transfer:
         """Read into ``buf`` until it is full, the body ends or FILL_SECONDS pass.
 
         Returns (bytes read, body ended, read failure).  A failure is returned rather than
-        raised so the bytes received before it are written first.  Each read asks for about
-        FILL_SECONDS / 8 worth of bytes at the speed seen so far: one C-level call per
-        buffer on a fast link (TLS gives 16 KiB per socket read), small reads on a slow one
-        so that progress and cancel stay prompt and a timeout loses little.
+        raised so the bytes received before it are written first.  The read size adapts so
+        one read takes FILL_SECONDS/16 to /4: one C-level call per buffer on a fast link
+        (TLS gives 16 KiB per socket read), small reads on a slow one so that progress and
+        cancel stay prompt and a timeout loses little.
         """
         view = memoryview(buf)
         size = len(view)

@@ -250,7 +250,7 @@ class BodyReader:
     socket's buffered reader into the caller's buffer (``readinto1``: one ``recv``; with
     ``whole=True`` ``readinto``, whose loop runs in C, which matters for TLS's 16 KiB
     records): no ``bytes`` object per chunk and none of requests'/urllib3's decode and
-    copy layers (those cost ~30% of a loopback download).  Anything else (gzip, chunked, an
+    copy layers (with them, loopback throughput was half of what it is now).  Anything else (gzip, chunked, an
     unexpected urllib3 internals layout) falls back to ``urllib3``'s ``read``, which
     decodes.  Reads never go past Content-Length; what the caller does with a short body
     is its business (the engine resumes it).  Socket and protocol failures surface as
