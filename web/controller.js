@@ -145,8 +145,10 @@ export class FixerController {
   awaitingRescan(key) {
     const entry = this.state.items[key];
     if (!entry || !["done", "skipped"].includes(entry.item.state)) return false;
+    if (this.finishing.has(entry.jobId)) return true;
+    // A job no longer listed (history trimmed) is long finished: the rescan has happened.
     const job = this.state.jobs.find((j) => j.id === entry.jobId);
-    return !job || !TERMINAL_JOB_STATES.has(job.state) || this.finishing.has(job.id);
+    return Boolean(job) && !TERMINAL_JOB_STATES.has(job.state);
   }
 
   /** Keys that Download all would fetch: missing, not running, a confident or user-made choice. */
