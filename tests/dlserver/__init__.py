@@ -173,7 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
                     n = min(n, drop_at - sent)
                 self.wfile.write(view[sent:sent + n])
                 sent += n
-                if rate:
+                if rate and sent < len(view):  # no pause after the last byte: the body is complete
                     ahead = sent / rate - (time.monotonic() - began)
                     if ahead > 0:
                         time.sleep(ahead)
