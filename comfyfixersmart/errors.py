@@ -235,3 +235,11 @@ class LowConfidenceError(APISearchError):
 
 
 __all__ += ["RequestTooLargeError", "LowConfidenceError"]
+
+
+class UnsupportedMediaTypeError(ValidationError):
+    """A request body is not ``application/json`` (HTTP 415).  Refusing the types an HTML form
+    or a "simple" cross-site request can send makes a browser ask the server first (CORS)."""
+
+
+__all__ += ["UnsupportedMediaTypeError"]

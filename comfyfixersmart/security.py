@@ -24,6 +24,9 @@ _WINDOWS_RESERVED = {
     *(f"lpt{i}" for i in range(1, 10)),
 }
 _BAD_CHARS = set('<>:"|?*') | {chr(i) for i in range(32)} | {"\x7f"}
+#: bidi controls make a name display as something else ("x\u202egnp.ckpt" shows as
+#: "xtpck.png"): a pickle could pass for a safetensors file in the panel or a terminal
+_SPOOF_CHARS = {"\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
 _MAX_COMPONENT = 255
 _MAX_PATH = 1024
 
@@ -58,6 +61,8 @@ def validate_relative_path(name: str, *, allow_subdirs: bool = True) -> str:
             raise UnsafePathError(f"'{part}' component not allowed: {name!r}")
         if any(c in _BAD_CHARS for c in part):
             raise UnsafePathError(f"forbidden character in file name: {name!r}")
+        if any(c in _SPOOF_CHARS for c in part):
+            raise UnsafePathError(f"bidirectional control character in file name: {name!r}")
         if part.endswith((".", " ")):
             raise UnsafePathError(f"component may not end with a dot or space: {name!r}")
         # Windows ignores trailing spaces of the stem too: "nul .txt" is the NUL device

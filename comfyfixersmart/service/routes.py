@@ -30,6 +30,7 @@ from ..errors import (
     NetworkError,
     RateLimitedError,
     RequestTooLargeError,
+    UnsupportedMediaTypeError,
     ValidationError,
     WorkflowParseError,
 )
@@ -89,6 +90,7 @@ def status_for(exc: BaseException) -> int:
     """The HTTP status that tells the page what kind of failure ``exc`` is."""
     table = (
         (RequestTooLargeError, 413),
+        (UnsupportedMediaTypeError, 415),
         (JobNotFoundError, 404),
         ((JobConflictError, FileExistsConflictError), 409),
         ((ValidationError, WorkflowParseError, HostNotAllowedError), 400),
@@ -287,11 +289,13 @@ class FixerRoutes:
 
     @_guarded
     async def cancel_item(self, request: web.Request) -> web.Response:
+        _check_no_form(request)
         job = self.jobs.cancel_item(_path_id(request, "job_id"), _path_id(request, "item_id"))
         return web.json_response(job)
 
     @_guarded
     async def retry_item(self, request: web.Request) -> web.Response:
+        _check_no_form(request)
         job = self.jobs.retry_item(_path_id(request, "job_id"), _path_id(request, "item_id"))
         return web.json_response(job)
 
@@ -373,7 +377,28 @@ class FixerRoutes:
 
 # -- helpers ------------------------------------------------------------------------------------
 
+#: Content types a cross-site page can POST without a CORS preflight (an HTML form, or
+#: fetch with a string body): never accepted, so another site cannot drive these routes.
+_SIMPLE_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+
+
+def _check_json_type(request: web.Request) -> None:
+    """Bodies must be ``application/json`` (any ``+json`` too): see ``_SIMPLE_TYPES``."""
+    ctype = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if ctype != "application/json" and not (ctype.startswith("application/") and ctype.endswith("+json")):
+        raise UnsupportedMediaTypeError(
+            f"request body must be sent as application/json, not {ctype[:60] or 'without a Content-Type'}")
+
+
+def _check_no_form(request: web.Request) -> None:
+    """A body-less POST (cancel, retry) may come without a type, but never as a form."""
+    ctype = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if ctype in _SIMPLE_TYPES:
+        raise UnsupportedMediaTypeError(f"{ctype} requests are not accepted here; send no body or JSON")
+
+
 async def _read_json(request: web.Request) -> Dict[str, Any]:
+    _check_json_type(request)
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise RequestTooLargeError(f"request body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB")
     try:

@@ -59,12 +59,22 @@ def parse_json_body(raw: bytes) -> Dict[str, Any]:
     if not raw.strip():
         raise ValidationError("request body is empty; a JSON object was expected")
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValidationError(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # json's C decoder recurses per level: '[' * 100000 must be a 400, not a 500
+        raise ValidationError("request body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer beyond the str->int digit limit
+        raise ValidationError(f"request body is not valid JSON: {str(exc)[:120]}") from None
     if not isinstance(body, dict):
         raise ValidationError("request body must be a JSON object")
     return body
+
+
+def _no_constant(name: str) -> Any:
+    """``NaN``/``Infinity`` are not JSON; echoed back they would break the page's parser."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def require_workflow(body: Mapping[str, Any]) -> Dict[str, Any]:
@@ -128,7 +138,11 @@ def target_path(folders: Folders, key: str, filename: str, folder_index: int = 0
     roots = list(folders[key])
     if not 0 <= folder_index < len(roots):
         raise ValidationError(f"folder_index {folder_index} is out of range: {key!r} has {len(roots)} path(s)")
-    return safe_join(roots[folder_index], filename)
+    path = safe_join(roots[folder_index], filename)
+    if path.is_dir():
+        # the downloader would take a folder as "save under the server's name, in here"
+        raise ValidationError(f"filename {filename!r} is an existing folder in {key!r}, not a file name")
+    return path
 
 
 def validate_download_item(
