@@ -127,9 +127,14 @@ def _sha256(file: Dict[str, Any]) -> Optional[str]:
     return None  # absent, or truncated like the doc examples ("A5F58EB1C33616...")
 
 
+_MAX_SIZE_KB = 1 << 40  # 1 PiB: no model file is bigger
+
+
 def _size_bytes(file: Dict[str, Any]) -> Optional[int]:
     kb = file.get("sizeKB")
-    if isinstance(kb, (int, float)) and not isinstance(kb, bool) and kb >= 0:
+    # a lying answer (negative, inf, 1e308) gives no size rather than an OverflowError or a
+    # preflight asking for more disk than exists
+    if isinstance(kb, (int, float)) and not isinstance(kb, bool) and 0 <= kb <= _MAX_SIZE_KB:
         return int(round(kb * 1024))
     return None
 

@@ -411,11 +411,16 @@ class ApiClient:
                 raise error_for_response(response.status_code, headers=response.headers, body=response.text[:4000],
                                          url=response.url, backend=backend, help_url=help_url)
             try:
-                return response.json()
-            except ValueError:
+                return response.json(parse_constant=_no_constant)
+            except (ValueError, RecursionError):  # RecursionError: '[' * 100000 from a lying server
                 snippet = redact_text(response.text[:80])
                 raise APISearchError(f"{backend or 'server'} sent malformed JSON ({snippet!r})",
                                      status=response.status_code, url=redact_url(url), backend=backend) from None
+
+
+def _no_constant(name: str) -> Any:
+    """NaN/Infinity are not JSON: a size of Infinity would crash int() further down."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _connect_failed(exc: requests.ConnectionError) -> bool:
