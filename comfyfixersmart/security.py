@@ -174,8 +174,9 @@ def auth_headers_for(url: str, config) -> Dict[str, str]:
 
 _secrets: Set[str] = set()
 _secrets_lock = threading.Lock()
-_SECRET_PARAMS = {"token", "key", "api_key", "apikey", "access_token", "sig", "signature",
-                  "x-amz-signature", "x-amz-credential", "x-amz-security-token", "auth", "password"}
+_SECRET_PARAMS = {"token", "key", "api_key", "apikey", "api-key", "access_token", "access-token", "hf_token",
+                  "civitai_token", "sig", "signature", "x-amz-signature", "x-amz-credential",
+                  "x-amz-security-token", "auth", "password"}
 
 
 def register_secret(value: Optional[str]) -> None:
@@ -205,8 +206,8 @@ def redact_url(url: Optional[str]) -> Optional[str]:
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _QUERY_SECRET = re.compile(
-    r"(?i)([?&](?:token|key|api_key|apikey|access_token|sig|signature|x-amz-signature|x-amz-credential"
-    r"|x-amz-security-token|auth|password)=)[^&\s\"']+")
+    r"(?i)([?&](?:" + "|".join(re.escape(p) for p in sorted(_SECRET_PARAMS, key=len, reverse=True))
+    + r")=)[^&\s\"']+")
 #: ``scheme://user:password@`` inside free text (a URL quoted in a message)
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@\"']+:[^/\s@\"']*@")
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")

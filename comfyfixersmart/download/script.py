@@ -21,7 +21,8 @@ from ..errors import ValidationError
 from ..security import check_url, validate_relative_path
 from .verify import parse_sha256
 
-_SECRET_QUERY = {"token", "api_key", "apikey", "access_token", "key", "auth", "password"}
+_SECRET_QUERY = {"token", "api_key", "apikey", "api-key", "access_token", "access-token", "hf_token",
+                 "civitai_token", "key", "auth", "password"}
 
 
 @dataclass

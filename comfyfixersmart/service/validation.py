@@ -26,7 +26,8 @@ MAX_ITEMS = 500
 #: Folder keys ComfyUI registers that must never receive a download (code runs from there).
 FORBIDDEN_FOLDERS = frozenset({"custom_nodes"})
 #: Query parameters that put a credential in a URL; tokens belong in the settings.
-_CREDENTIAL_PARAMS = frozenset({"token", "api_key", "apikey", "access_token", "hf_token"})
+_CREDENTIAL_PARAMS = frozenset({"token", "api_key", "apikey", "api-key", "access_token", "access-token",
+                                "hf_token", "civitai_token"})
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
