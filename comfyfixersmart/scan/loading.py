@@ -12,7 +12,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from ..errors import WorkflowParseError
 
@@ -61,7 +61,7 @@ def parse_workflow_bytes(data: Source, path: Any = None) -> Tuple[Dict[str, Any]
         return decode_json(data, path), "json"
     raw = bytes(data)
     if raw.startswith(PNG_SIGNATURE):
-        return _from_texts(png_text_chunks(raw, path), path, "png")
+        return _from_texts(png_text_chunks(raw, path, keys=_WORKFLOW_KEYS), path, "png")
     if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
         return _from_texts(webp_exif_texts(raw, path), path, "webp")
     return decode_json(raw, path), "json"
@@ -115,10 +115,20 @@ def _from_texts(texts: Dict[str, str], path: Any, kind: str) -> Tuple[Dict[str, 
 
 # -- PNG --------------------------------------------------------------------------------
 
-def png_text_chunks(data: bytes, path: Any = None) -> Dict[str, str]:
-    """Text chunks (tEXt, zTXt, iTXt) of a PNG as ``{keyword: text}``; first one of a keyword wins."""
+#: the text keys ComfyUI writes into images (the UI graph, the API prompt)
+_WORKFLOW_KEYS = ("workflow", "prompt")
+
+
+def png_text_chunks(data: bytes, path: Any = None, keys: Optional[Iterable[str]] = None) -> Dict[str, str]:
+    """Text chunks (tEXt, zTXt, iTXt) of a PNG as ``{keyword: text}``; first one of a keyword wins.
+
+    ``keys``: only these keywords are read.  A chunk is skipped *before* it is inflated when
+    its keyword is not wanted or already read, so a file full of small zip bombs under
+    other keywords costs nothing (each alone may be under ``MAX_TEXT_BYTES``).
+    """
     if not data.startswith(PNG_SIGNATURE):
         raise WorkflowParseError(path, "not a PNG file")
+    wanted = None if keys is None else set(keys)
     out: Dict[str, str] = {}
     pos, end = len(PNG_SIGNATURE), len(data)
     while pos + 8 <= end:
@@ -129,6 +139,11 @@ def png_text_chunks(data: bytes, path: Any = None) -> Dict[str, str]:
             # truncated file: keep what was read (ComfyUI writes text chunks before IDAT)
             break
         if ctype in (b"tEXt", b"zTXt", b"iTXt"):
+            sep = data.find(b"\0", body_start, min(body_end, body_start + 80))  # keywords are 1-79 bytes
+            keyword = data[body_start:sep].decode("latin-1") if sep > body_start else None
+            if keyword is None or keyword in out or (wanted is not None and keyword not in wanted):
+                pos = body_end + 4
+                continue
             item = _png_text(ctype, data[body_start:body_end], path)
             if item is not None and item[0] not in out:
                 out[item[0]] = item[1]
