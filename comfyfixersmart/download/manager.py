@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ..datamodel import DownloadResult, ProgressEvent
-from ..errors import ComfyFixerError, DownloadCancelledError, StateError, ValidationError
+from ..errors import ComfyFixerError, DownloadCancelledError, StateError, UnsafePathError, ValidationError
 from ..logs import get_logger
 from ..security import redact_text, redact_url, safe_join, validate_relative_path
 from ..settings import Config, get_config
@@ -141,6 +141,8 @@ class DownloadManager:
         """
         expected = parse_sha256(expected_sha256)
         self._check_args(url, save_path, expected_size, headers)
+        if not _is_folder(save_path):
+            _check_working_name(Path(save_path))
         return self._download(url, Path(save_path).expanduser(), progress_callback, expected, expected_size,
                               headers, overwrite, on_event, cancel_event, job_id, item_id,
                               server_names=_is_folder(save_path), source=None, source_id=None, rel_name=None)
@@ -246,6 +248,8 @@ class DownloadManager:
                     folder = safe_join(folder, validate_relative_path(str(model["directory"])))
                 target = safe_join(folder, rel) if rel else folder
                 server_names = rel is None
+            if not server_names:
+                _check_working_name(target)
         except (ComfyFixerError, TypeError) as exc:
             name = str(model.get("filename") or model.get("url") or "?") if isinstance(model, Mapping) else "?"
             failed = _failure_result(name, "", exc, None, 0.0)
@@ -331,7 +335,9 @@ class DownloadManager:
         safe = safe_server_filename(name)
         if safe != name:
             log.warning("server file name %r sanitised to %r", redact_text(name or ""), safe)
-        return safe_join(folder, safe)
+        target = safe_join(folder, safe)
+        _check_working_name(target)
+        return target
 
     def _state_hook(self, on_event: Optional[EventCallback], job_id: Optional[str],
                     item_id: str) -> Optional[EventCallback]:
@@ -362,6 +368,17 @@ class DownloadManager:
                 url=redact_url(url), status="success")
         except StateError as exc:  # the file is fine; only the history missed it
             log.warning("could not record download of %s: %s", result.filename, exc)
+
+
+#: names the engine gives its own working files next to a target (see partfile.py)
+_WORKING_SUFFIXES = (".part", ".part.json")
+
+
+def _check_working_name(target: Path) -> None:
+    """A download may not be named like another download's ``.part``/``.part.json`` file:
+    writing ``x.safetensors.part`` would clobber the half-done bytes of ``x.safetensors``."""
+    if target.name.lower().endswith(_WORKING_SUFFIXES):
+        raise UnsafePathError(f"{target.name!r} is the name of a download's working file; not a target")
 
 
 def _is_folder(path: PathLike) -> bool:

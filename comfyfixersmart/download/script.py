@@ -243,8 +243,14 @@ function Get-Model([string]$Url, [string]$Dest, [string]$Sha256, [string]$TokenV
 }"""
 
 
+#: PowerShell ends a '...' string at any of these, not just the ASCII apostrophe: a file name
+#: with a typographic quote (U+2019) would otherwise end the string and run the rest as code.
+_PS_QUOTES = "'\u2018\u2019\u201a\u201b"
+
+
 def _ps_quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    """A PowerShell single-quoted literal of ``text`` (every quote character doubled)."""
+    return "'" + "".join(c + c if c in _PS_QUOTES else c for c in text) + "'"
 
 
 def _powershell(items: List[ScriptItem], models_dir: str) -> dict:
