@@ -206,3 +206,30 @@ def test_infinite_size_kb_in_a_real_answer_does_not_break_search(fake_hub, hub_c
     with ModelSearch(hub_config, backends=["civitai"]) as search:
         results = search.search("Lying Model", "checkpoints")
     assert all(r.size_bytes is None or r.size_bytes >= 0 for r in results)
+
+
+# -- our own files, damaged ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sidecar", [b"[1, 2]", b'"text"', b"[" * 50_000, b"\xff\xfe", b'{"version": 1}',
+                                     b'{"version": 1, "url": "x", "segments": [{"start": "a"}]}'],
+                         ids=["list", "string", "nested", "binary", "no-url", "bad-segments"])
+def test_a_damaged_sidecar_starts_the_download_over(server, make_config, dest, sidecar):
+    data = payload(20_000)
+    server.add("/m.safetensors", data)
+    (dest / "m.safetensors.part").write_bytes(b"garbage that is not the file")
+    (dest / "m.safetensors.part.json").write_bytes(sidecar)
+    with DownloadManager(loopback_config(make_config)) as m:
+        r = m.download_model(server.url("/m.safetensors"), dest / "m.safetensors",
+                             expected_sha256=hashlib.sha256(data).hexdigest())
+    assert r.success, r.error_message
+    assert (dest / "m.safetensors").read_bytes() == data
+    assert leftovers(dest) == ["m.safetensors"]
+
+
+def test_error_responses_redact_every_field():
+    from comfyfixersmart.service.routes import error_response
+
+    exc = APISearchError("failed for hf_" + "A" * 30, url="https://h.test/x?X-Amz-Signature=SIGSECRET&a=1",
+                         help_url="https://h.test/?token=TOKSECRET", backend="huggingface")
+    body = error_response(exc).text
+    assert "SIGSECRET" not in body and "TOKSECRET" not in body and "A" * 30 not in body

@@ -82,7 +82,7 @@ def load(path: Path) -> Optional[PartInfo]:
     """The sidecar at ``path``, or None if missing/unreadable (then the part is not trusted)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("version") != SIDECAR_VERSION:
+        if not isinstance(data, dict) or data.get("version") != SIDECAR_VERSION:  # damaged or foreign
             return None
         segments = [Segment(int(s["start"]), int(s["end"]), int(s["done"])) for s in data.get("segments", [])]
         return PartInfo(
@@ -92,8 +92,8 @@ def load(path: Path) -> Optional[PartInfo]:
         )
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("ignoring unreadable sidecar %s: %s", path, exc)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        log.warning("ignoring unreadable sidecar %s: %s", path, type(exc).__name__)
         return None
 
 

@@ -36,7 +36,7 @@ from ..errors import (
 )
 from ..folders import canonical_folder
 from ..logs import get_logger
-from ..security import redact_text
+from ..security import redact_text, redact_url
 from ..settings import Config, get_config
 from .jobs import Emit, JobManager, JobStore, PlanOutcome
 from .tokens import TokenStore
@@ -110,8 +110,10 @@ def error_response(exc: BaseException) -> web.Response:
     """``{"error": {"type", "message", ...data}}`` with the status of ``status_for``."""
     status = status_for(exc)
     if isinstance(exc, ComfyFixerError):
-        body = exc.to_dict()
-        body["message"] = redact_text(str(body.get("message", "")))
+        # every string, not only the message: a url attribute set without redact_url must
+        # not carry a signed query or a token to the page
+        body = {k: (redact_url(v) if k in ("url", "help_url") else redact_text(v)) if isinstance(v, str) else v
+                for k, v in exc.to_dict().items()}
     else:
         # details stay in the server log; the page gets no internals
         log.error("unexpected error in a /comfyfixer route", exc_info=exc)
