@@ -39,14 +39,18 @@ def root_log():
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     handler.setLevel(logging.DEBUG)
     root = logging.getLogger()
-    old = root.level
+    names = ("urllib3", "requests", "huggingface_hub", "comfyfixersmart", "aiohttp")
+    old = {name: logging.getLogger(name).level for name in names}
+    old_root = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
-    for name in ("urllib3", "requests", "huggingface_hub", "comfyfixersmart", "aiohttp"):
+    for name in names:
         logging.getLogger(name).setLevel(logging.DEBUG)
     yield stream
     root.removeHandler(handler)
-    root.setLevel(old)
+    root.setLevel(old_root)
+    for name, level in old.items():  # other tests' caplog must not inherit DEBUG loggers
+        logging.getLogger(name).setLevel(level)
 
 
 def assert_clean(*texts):
