@@ -62,8 +62,6 @@ def test_content_length_smaller_than_the_body_is_cut_at_the_length(server, make_
     assert leftovers(dest) == []
 
 
-@pytest.mark.xfail(strict=True, reason="download/engine.py (perf engineer's file) reads a body without "
-                   "Content-Length to its end before comparing with the expected size; reported to the lead")
 def test_a_body_bigger_than_the_expected_size_stops_early(server, make_config, dest):
     server.add("/m.safetensors", payload(64 << 20), send_length=False, ranges=False)
     with DownloadManager(loopback_config(make_config)) as m:

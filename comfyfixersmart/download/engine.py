@@ -349,6 +349,10 @@ class Transfer:
                 if total is not None and pos > total:
                     raise IntegrityError(f"the server sent more than the announced {total} bytes",
                                          url=redact_url(self.spec.url), path=self.target)
+                if self.expected_size is not None and pos > self.expected_size:
+                    # a body with no (or a lying) length must not fill the disk past what we expect
+                    raise IntegrityError(f"the server sent more than the expected {self.expected_size} bytes",
+                                         url=redact_url(self.spec.url), path=self.target)
                 if failure is not None:
                     raise failure  # after writing what came before it: a resume keeps it
                 if self.cancel.is_set():
