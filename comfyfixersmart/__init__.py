@@ -64,6 +64,7 @@ for _name in (
     "NotFoundError", "DownloadError", "IntegrityError", "InsufficientSpaceError",
     "HostNotAllowedError", "FileExistsConflictError", "DownloadCancelledError", "StateError",
     "JobNotFoundError", "JobConflictError", "JobInterruptedError", "RequestTooLargeError", "LowConfidenceError",
+    "UnsupportedMediaTypeError",
 ):
     _EXPORTS[_name] = "errors"
 del _name
