@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from comfyfixersmart.datamodel import ModelReference
 from comfyfixersmart.download import DownloadManager
 from comfyfixersmart.errors import AuthRequiredError, HostNotAllowedError
 from comfyfixersmart.search import ModelSearch

@@ -41,18 +41,18 @@ def test_nested_subgraphs_with_proxy_widgets(scanner):
     # value promoted from a subgraph input: the host's widget wins over the inner node's stale one
     flux = refs["diffusion_models/host/flux.safetensors"]
     assert (flux.node_id, flux.node_type, flux.subgraph_path) == (20, "UNETLoader", [10])
-    assert [(l.node_id, l.where) for l in flux.locations] == [(10, "proxyWidgets[0]")]
+    assert [(loc.node_id, loc.where) for loc in flux.locations] == [(10, "proxyWidgets[0]")]
     assert not flux.optional
     assert refs["diffusion_models/bypassed/other.safetensors"].optional  # host 11 is bypassed
     # one reference for the inner widget + the proxy widgets of both hosts + top-level metadata
     base = refs["checkpoints/inner/base.safetensors"]
-    places = {(l.node_id, l.where, tuple(l.subgraph_path)) for l in base.locations}
+    places = {(loc.node_id, loc.where, tuple(loc.subgraph_path)) for loc in base.locations}
     assert {(10, "proxyWidgets[1]", ()), (21, "widgets_values[0]", (10,)), (21, "widgets_values[0]", (11,))} <= places
     assert not base.optional  # optional only if every place is
     assert base.url == "https://civitai.com/api/download/models/1"
     muted = refs["loras/deep/muted.safetensors"]
     assert muted.optional and muted.subgraph_path == [10, 22]
-    assert {tuple(l.subgraph_path) for l in muted.locations} == {(10, 22), (11, 22)}
+    assert {tuple(loc.subgraph_path) for loc in muted.locations} == {(10, 22), (11, 22)}
     vae = refs["vae/ae.safetensors"]
     assert vae.hash == "ab12" * 16 and vae.hash_type == "sha256" and vae.url.endswith("/ae.safetensors")
     assert data.custom_node_types == set()
@@ -67,7 +67,7 @@ def test_subgraph_host_widget_without_proxy(scanner):
     host = node(7, "s1", ["from_host.safetensors"], inputs=[{"name": "ckpt", "widget": {"name": "ckpt"}, "link": None}])
     [ref] = scanner.extract_models(ui(host, definitions={"subgraphs": [sub]}))
     assert ref.key == "checkpoints/from_host.safetensors"
-    assert [(l.node_id, l.where) for l in ref.locations] == [(7, "widgets_values[0]")]
+    assert [(loc.node_id, loc.where) for loc in ref.locations] == [(7, "widgets_values[0]")]
 
 
 def test_subgraph_input_linked_outside(scanner):
@@ -119,7 +119,7 @@ def test_modes_windows_paths_and_named_widgets(scanner):
     refs = by_key(data.model_references)
     assert set(refs) == {"loras/sub/dir/a.safetensors", "loras/b.safetensors", "vae/named.vae.pt"}
     assert not refs["loras/sub/dir/a.safetensors"].optional  # node 5 is active
-    assert [l.optional for l in refs["loras/sub/dir/a.safetensors"].locations] == [True, False]
+    assert [loc.optional for loc in refs["loras/sub/dir/a.safetensors"].locations] == [True, False]
     assert refs["loras/b.safetensors"].optional
     assert refs["loras/b.safetensors"].locations[0].where == "widgets_values.lora_name"
     assert any("unsafe" in w for w in data.warnings)
@@ -188,7 +188,7 @@ def test_unknown_node_fallback_and_mapping(make_config):
     assert (fancy.source, fancy.confidence, fancy.expected_type) == ("fallback", 0.3, "lora")
     assert refs["unknown/thing.onnx"].expected_type == "unknown"
     # the unknown node naming a file a real loader names is one more place of that reference
-    assert {l.node_id for l in refs["checkpoints/shared.safetensors"].locations} == {3, 4}
+    assert {loc.node_id for loc in refs["checkpoints/shared.safetensors"].locations} == {3, 4}
     mapped = WorkflowScanner(make_config(model_type_mapping={"SomethingElse": "upscale_models"}))
     ref = by_key(mapped.extract_models(wf))["upscale_models/thing.onnx"]
     assert (ref.source, ref.confidence) == ("mapping", 0.9)

@@ -142,7 +142,7 @@ class Extractor:
     def _extend(self, ref: ModelReference, locations: List[ModelLocation]) -> None:
         seen = self._seen.get(id(ref))
         if seen is None:
-            seen = self._seen[id(ref)] = {_loc_key(l) for l in ref.locations}
+            seen = self._seen[id(ref)] = {_loc_key(loc) for loc in ref.locations}
         for loc in locations:
             if len(ref.locations) >= MAX_LOCATIONS:
                 break
@@ -641,7 +641,7 @@ class Extractor:
             folder = meta.directory or UNKNOWN_FOLDER
             self._add(folder, meta.name, ntype, node_id, path, [loc], {}, "metadata", confidence)
             ref = self.refs[(canonical_folder(folder), meta.name)]
-        elif node_id is not None or not any(l.where == where for l in ref.locations):
+        elif node_id is not None or not any(loc.where == where for loc in ref.locations):
             self._extend(ref, [loc])
         ref.url = ref.url or meta.url
         if meta.hash and not ref.hash:
