@@ -5,7 +5,7 @@ environment variables (plus the standard ``CIVITAI_API_TOKEN``/``CIVITAI_API_KEY
 ``HF_TOKEN`` and ``HF_ENDPOINT``) < explicit keyword arguments.
 
 The config file is the first of: the ``config_file`` argument, ``$COMFYFIXER_CONFIG``,
-``<user config dir>/comfyfixer/config.toml``.  Keys are the field names of ``Config``.
+``<user config dir>/comfyfixersmart/config.toml`` (``~/.config/comfyfixersmart/config.toml`` on Linux).  Keys are the field names of ``Config``.
 
 Nothing is read at import time: ``Config.load()`` reads the environment when called,
 so tests build their own ``Config`` with endpoints on 127.0.0.1 and paths in a temp dir.
@@ -116,6 +116,22 @@ class Config:
 
     def __post_init__(self) -> None:
         self.validate()
+        object.__setattr__(self, "_ready", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Settings assigned after construction are checked like loaded ones (a bad value
+        raises ``ConfigurationError`` and the old value stays)."""
+        d = self.__dict__
+        if not d.get("_ready") or d.get("_validating") or name not in _FIELD_NAMES:
+            object.__setattr__(self, name, value)
+            return
+        old = d.get(name)
+        object.__setattr__(self, name, value)
+        try:
+            self.validate()
+        except ConfigurationError:
+            object.__setattr__(self, name, old)
+            raise
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -152,6 +168,13 @@ class Config:
     # -- checks ------------------------------------------------------------------
     def validate(self) -> "Config":
         """Coerce types and check ranges; raise ``ConfigurationError`` naming the setting."""
+        object.__setattr__(self, "_validating", True)
+        try:
+            return self._validate()
+        finally:
+            object.__setattr__(self, "_validating", False)
+
+    def _validate(self) -> "Config":
         for name in ("output_dir", "log_dir", "state_dir", "cache_dir"):
             setattr(self, name, _as_path(name, getattr(self, name)))
         if self.comfyui_root is not None:
@@ -270,7 +293,10 @@ def _split(value: str) -> List[str]:
 
 
 def _read_file(path: Path) -> Dict[str, Any]:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
+        import tomli as tomllib  # type: ignore[no-redef]
 
     try:
         with open(path, "rb") as fh:
@@ -359,6 +385,7 @@ def _ext(value: str) -> str:
     return value if value.startswith(".") else "." + value
 
 
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Config))
 _default: Optional[Config] = None
 
 

@@ -102,3 +102,29 @@ def test_module_level_config_is_the_default_used_by_components(tmp_path):
 
     comfyfixersmart.config.comfyui_root = tmp_path
     assert ComfyFixerCore().config is comfyfixersmart.config
+
+
+def test_assigned_settings_are_validated_like_loaded_ones(make_config):
+    from comfyfixersmart import ConfigurationError
+
+    cfg = make_config()
+    cfg.download_concurrency = "5"  # as the reference shows: plain attribute assignment
+    assert cfg.download_concurrency == 5
+    for name, bad in (("download_concurrency", 0), ("min_confidence", 1.5), ("hf_endpoint", "file:///etc"),
+                      ("verify_downloads", "maybe"), ("comfyui_root", 42)):
+        before = getattr(cfg, name)
+        try:
+            setattr(cfg, name, bad)
+        except ConfigurationError as exc:
+            assert exc.setting == name
+        else:
+            raise AssertionError(f"{name}={bad!r} was accepted")
+        assert getattr(cfg, name) == before  # the old value stays
+
+
+def test_config_file_settings_may_sit_in_a_comfyfixer_table(tmp_path):
+    from comfyfixersmart.settings import Config
+
+    path = tmp_path / "c.toml"
+    path.write_text('[comfyfixer]\ndownload_segments = 2\n', encoding="utf-8")
+    assert Config.load(config_file=path, env={}).download_segments == 2
