@@ -178,3 +178,23 @@ def test_cancelled_while_queued_never_starts_and_keeps_its_part_file(server, mak
     assert server.requests_for("/other") == []
     assert part.read_bytes() == other[:1000]
     assert not (out / "loras" / "other.safetensors").exists()
+
+
+def test_reference_progress_callback_always_gets_a_total(server, make_config, tmp_path):
+    # the api-reference example divides by total: it must never see None or 0
+    data = payload(300_000, 3)
+    server.add("/sized", data)
+    server.add("/unsized", data, send_length=False, ranges=False)
+    calls = []
+
+    def progress_callback(filename, downloaded, total):
+        calls.append((filename, downloaded, total, downloaded / total * 100))
+
+    with DownloadManager(loopback_config(make_config)) as m:
+        for name in ("sized", "unsized"):
+            r = m.download_model(server.url(f"/{name}"), tmp_path / f"{name}.safetensors",
+                                 progress_callback=progress_callback)
+            assert r.success
+    assert calls and all(total for _, _, total, _ in calls)
+    assert calls[-1][1:3] == (len(data), len(data))
+    assert any(c[0] == "sized.safetensors" and c[3] == 100 for c in calls)

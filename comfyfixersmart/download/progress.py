@@ -132,9 +132,14 @@ class ProgressReporter:
                 raise
             except Exception:
                 log.exception("progress on_event callback failed")
-        if self._progress_callback is not None:
+        total = event.total
+        if total is None and event.state == "done":
+            total = event.downloaded  # a body without a length: known only at the end
+        # The seed's callback computes downloaded / total: call it only once total is known
+        # (not while queued or connecting, nor for a body whose length is unknown).
+        if self._progress_callback is not None and total:
             try:
-                self._progress_callback(event.filename, event.downloaded, event.total)
+                self._progress_callback(event.filename, event.downloaded, total)
             except DownloadCancelledError:
                 raise
             except Exception:
