@@ -217,13 +217,19 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     u = report["uncapped"]
-    ok = u["ratio_no_hash_vs_curl"] >= 0.9 and u["peak_rss_mb"] <= 100
+    targets = {
+        # the default configuration verifies sha256 while downloading: that is the headline figure
+        "single_stream_verified_vs_curl>=0.9": u["ratio_verified_vs_curl"] >= 0.9,
+        "single_stream_no_hash_vs_curl>=0.9": u["ratio_no_hash_vs_curl"] >= 0.9,
+        "peak_rss<=100MB": u["peak_rss_mb"] <= 100,
+    }
     if "capped" in report:
         c = report["capped"]
-        ok = ok and c["ratio_vs_curl"] >= 3 and c["peak_rss_mb"] <= 100
+        targets["segmented_vs_curl>=3"] = c["ratio_vs_curl"] >= 3
+        targets["segmented_peak_rss<=100MB"] = c["peak_rss_mb"] <= 100
         if c["ratio_vs_aria2c"] is not None:
-            ok = ok and c["ratio_vs_aria2c"] >= 0.9
-    print(json.dumps({"targets_met": ok}))
+            targets["segmented_vs_aria2c>=0.9"] = c["ratio_vs_aria2c"] >= 0.9
+    print(json.dumps({"targets": targets, "all_met": all(targets.values())}))
     return 0 if ok else 1
 
 
