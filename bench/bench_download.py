@@ -230,7 +230,7 @@ def main(argv=None) -> int:
         if c["ratio_vs_aria2c"] is not None:
             targets["segmented_vs_aria2c>=0.9"] = c["ratio_vs_aria2c"] >= 0.9
     print(json.dumps({"targets": targets, "all_met": all(targets.values())}))
-    return 0 if ok else 1
+    return 0 if all(targets.values()) else 1
 
 
 if __name__ == "__main__":
