@@ -166,7 +166,7 @@ def test_folder_mapping_and_helpers():
     assert folder_for_civitai("Checkpoint", "VAE") == "vae"
     assert folder_for_civitai("Workflows") is None
     assert set(civitai_types_for("loras")) == {"LORA", "LoCon", "DoRA"}
-    assert civitai_types_for("unet") == ["UNet"]
+    assert civitai_types_for("unet") == ["UNet", "Checkpoint"]  # fine-tunes published as Checkpoint
     assert civitai_types_for("facerestore_models") == []
     assert commercial_use("{Image,RentCivit}") == ["Image", "RentCivit"]
     assert commercial_use(["Sell"]) == ["Sell"] and commercial_use(None) == []

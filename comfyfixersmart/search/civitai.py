@@ -50,6 +50,12 @@ FILE_TYPE_TO_FOLDER: Dict[str, str] = {
 }
 #: files of these types are not model weights
 NON_MODEL_FILE_TYPES = frozenset({"Training Data", "Archive", "Config"})
+#: Civitai model types that also fit a folder besides their own: Flux/Wan/SD3 fine-tunes are
+#: published as "Checkpoint" (often UNet-only files) and loaded with UNETLoader.  Not the other
+#: way round: a UNet-only file cannot be loaded by CheckpointLoaderSimple.
+EXTRA_FOLDER_TYPES: Dict[str, Tuple[str, ...]] = {"diffusion_models": ("Checkpoint",)}
+#: file-level types that are the model's main weights (they do not override the model type)
+_WEIGHT_FILE_TYPES = frozenset({"Model", "Pruned Model"})
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -62,11 +68,26 @@ def folder_for_civitai(model_type: Optional[str], file_type: Optional[str] = Non
 
 
 def civitai_types_for(folder: Optional[str]) -> List[str]:
-    """Civitai model types whose files belong in ``folder`` (empty: do not filter)."""
+    """Civitai model types whose files may belong in ``folder`` (empty: do not filter)."""
     if not folder:
         return []
     folder = canonical_folder(folder)
-    return [t for t, f in MODEL_TYPE_TO_FOLDER.items() if f == folder]
+    types = [t for t, f in MODEL_TYPE_TO_FOLDER.items() if f == folder]
+    return types + [t for t in EXTRA_FOLDER_TYPES.get(folder, ()) if t not in types]
+
+
+def folder_fits(model_type: Optional[str], file_type: Optional[str], folder: Optional[str]) -> Optional[bool]:
+    """Whether a Civitai file fits the reference's ``folder``; None when either side is unknown."""
+    cand = folder_for_civitai(model_type, file_type)
+    if cand is None or not folder:
+        return None
+    folder = canonical_folder(folder)
+    if cand == folder:
+        return True
+    # the main weights of a "Checkpoint" model may be what a UNETLoader wants; a VAE or text
+    # encoder file inside that model still belongs elsewhere
+    weights = not file_type or file_type in _WEIGHT_FILE_TYPES
+    return weights and (model_type or "") in EXTRA_FOLDER_TYPES.get(folder, ())
 
 
 def commercial_use(value: Any) -> List[str]:
@@ -328,7 +349,7 @@ class CivitaiBackend:
         out: List[SearchResult] = []
         for model, version, file in self._iter_files(items):
             cand_folder = folder_for_civitai(model.get("type"), file.get("type"))
-            fits = None if cand_folder is None or not folder else cand_folder == canonical_folder(folder)
+            fits = folder_fits(model.get("type"), file.get("type"), folder)
             match = ranking.name_match(wanted, str(file["name"]), folder_fits=fits)
             if match is None:
                 continue

@@ -1,0 +1,51 @@
+"""Fixes from the acceptance audit: Civitai "Checkpoint" models in ``diffusion_models``,
+publisher prefixes in Hugging Face search terms, precision-aware file choice, and secret
+query parameters never sent on the wire."""
+
+from __future__ import annotations
+
+from comfyfixersmart.datamodel import ModelReference
+from comfyfixersmart.search import ModelSearch
+from comfyfixersmart.search.civitai import folder_fits
+from fakehub import blob
+from fakehub.fixtures import fake_hub, hub_config  # noqa: F401
+
+
+def ref(filename, folder="checkpoints", **kw):
+    return ModelReference(filename=filename, node_type="Loader", expected_type=folder.rstrip("s"),
+                          expected_directory=folder, **kw)
+
+
+# -- 1. Civitai "Checkpoint" fine-tunes loaded with UNETLoader ---------------------------
+
+def test_checkpoint_type_fits_diffusion_models():
+    assert folder_fits("Checkpoint", "Model", "diffusion_models") is True
+    assert folder_fits("Checkpoint", "Pruned Model", "unet") is True
+    assert folder_fits("Checkpoint", None, "diffusion_models") is True
+    assert folder_fits("Checkpoint", "VAE", "diffusion_models") is False  # a VAE inside stays a VAE
+    assert folder_fits("UNet", "Model", "checkpoints") is False  # CheckpointLoader cannot load a UNet
+    assert folder_fits("LORA", "Model", "diffusion_models") is False
+    assert folder_fits("Workflows", "Model", "diffusion_models") is None
+
+
+def test_civitai_checkpoint_found_for_unet_loader(fake_hub, hub_config):
+    ids = fake_hub.add_civitai_model("Flux Fusion", {"fluxFusion_v2Fp8.safetensors": blob(64)}, type="Checkpoint",
+                                     base_model="Flux.1 D")
+    fake_hub.add_civitai_model("Flux Fusion Lora", {"fluxFusion_v2Fp8.safetensors": blob(32, seed=1)}, type="LORA")
+    with ModelSearch(hub_config, backends=["civitai"]) as s:
+        best, *rest = s.resolve(ref("fluxFusion_v2Fp8.safetensors", "diffusion_models"))
+    assert best.confidence >= 0.9 and best.metadata["version_id"] == ids.version_id
+    assert best.directory == "diffusion_models"  # the folder comes from the reference
+    assert best.download_url.endswith(f"?fileId={ids.file_id}")
+    assert all(r.confidence < 0.9 for r in rest)  # the LoRA of the same name does not fit
+    # the type filter already asked for Checkpoint models: one query was enough
+    (req, *_) = fake_hub.find_requests("/api/v1/models")
+    assert "types=UNet" in req.query and "types=Checkpoint" in req.query
+
+
+def test_civitai_vae_file_in_checkpoint_model_still_not_a_unet(fake_hub, hub_config):
+    fake_hub.add_civitai_model("Some Flux Vae Pack", {"someFlux_v1.safetensors": blob(64),
+                                             "someFluxVae.safetensors": {"data": blob(8), "type": "VAE"}})
+    with ModelSearch(hub_config, backends=["civitai"]) as s:
+        results = s.resolve(ref("someFluxVae.safetensors", "diffusion_models"))
+    assert results and all(r.confidence < 0.9 for r in results)
