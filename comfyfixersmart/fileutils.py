@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -18,19 +18,27 @@ def ensure_directory(path: PathLike) -> Path:
     return p
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: PathLike, data: bytes, *, mode: Optional[int] = None) -> Path:
     """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename.
 
-    Readers see the old file or the new one, never a half-written one.
+    Readers see the old file or the new one, never a half-written one.  The file gets
+    ``mode`` if given (e.g. ``0o600`` for secrets: the temp file never has wider rights),
+    else the mode of the file it replaces, else the usual ``0o666 & ~umask``.
     """
     target = Path(path).expanduser()
     ensure_directory(target.parent)
+    if mode is None:
+        try:
+            mode = target.stat().st_mode & 0o7777
+        except OSError:
+            mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -40,6 +48,18 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
         raise
     _fsync_dir(target.parent)
     return target
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def _fsync_dir(directory: Path) -> None:

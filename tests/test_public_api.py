@@ -128,3 +128,23 @@ def test_config_file_settings_may_sit_in_a_comfyfixer_table(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[comfyfixer]\ndownload_segments = 2\n', encoding="utf-8")
     assert Config.load(config_file=path, env={}).download_segments == 2
+
+
+def test_atomic_writes_keep_modes(tmp_path):
+    import os
+    import stat
+
+    from comfyfixersmart import save_json_file
+    from comfyfixersmart.fileutils import atomic_write_bytes
+
+    fresh = save_json_file({"a": 1}, tmp_path / "fresh.json")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask  # an export others may read
+    shared = tmp_path / "shared.json"
+    shared.write_text("{}")
+    shared.chmod(0o664)
+    save_json_file({"b": 2}, shared)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o664  # replacing keeps the file's mode
+    secret = atomic_write_bytes(tmp_path / "tokens.json", b"{}", mode=0o600)
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600

@@ -151,7 +151,7 @@ class TokenStore:
         payload = (json.dumps(data, indent=2) + "\n").encode("utf-8")
         try:
             # mkstemp inside atomic_write_bytes creates the file 0600 before any byte is written
-            target = atomic_write_bytes(self.path, payload)
+            target = atomic_write_bytes(self.path, payload, mode=0o600)
             os.chmod(target, 0o600)
         except OSError as exc:
             raise StateError(f"cannot write {self.path}: {exc.strerror or exc}") from None
