@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from comfyfixersmart.datamodel import ModelReference
 from comfyfixersmart.search import ModelSearch
+from comfyfixersmart.search import names
 from comfyfixersmart.search.civitai import folder_fits
 from fakehub import blob
 from fakehub.fixtures import fake_hub, hub_config  # noqa: F401
@@ -49,3 +50,31 @@ def test_civitai_vae_file_in_checkpoint_model_still_not_a_unet(fake_hub, hub_con
     with ModelSearch(hub_config, backends=["civitai"]) as s:
         results = s.resolve(ref("someFluxVae.safetensors", "diffusion_models"))
     assert results and all(r.confidence < 0.9 for r in results)
+
+
+# -- 2. publisher prefixes are owners, not repo names ------------------------------------
+
+def test_hf_terms_strip_publisher_prefixes():
+    assert names.hf_search_terms("Comfy-Org_sd3_medium_incl_clips.safetensors") == \
+        ["sd3_medium_incl_clips", "sd3_medium_incl"]
+    assert names.hf_search_terms("comfy_org-flux1-dev-fp8.safetensors") == ["flux1-dev", "flux1", "flux"]
+    assert names.hf_search_terms("BLACK.FOREST.LABS_flux1-dev.safetensors")[0] == "flux1-dev"
+    assert names.hf_search_terms("Kijai-wan2.1_vae_bf16.safetensors")[0] == "wan2.1_vae"
+    assert names.hf_search_terms("h94_ip-adapter_sd15.bin")[0] == "ip-adapter-sd15"
+    # not a prefix: a longer word, a publisher that names its models, nothing left after it
+    assert names.hf_search_terms("googlenet_x.pt")[0] == "googlenet_x"
+    assert names.hf_search_terms("qwen_image_vae.safetensors")[0] == "qwen_image_vae"
+    assert names.hf_search_terms("Kijai.safetensors") == ["kijai"]
+    assert names.hf_search_terms("TencentARC_x.safetensors")[0] == "tencentarc_x"
+    assert names.strip_publisher("Comfy-Org_sd3_medium") == "sd3_medium"
+
+
+def test_hf_repo_found_only_through_the_stripped_term(fake_hub, hub_config):
+    data = blob(512, 3)
+    fake_hub.add_hf_repo("someone/flux1-schnell-mirror", {"Comfy-Org_flux1-schnell_fp8.safetensors": data})
+    with ModelSearch(hub_config, backends=["huggingface"]) as s:
+        (best,) = s.resolve(ref("Comfy-Org_flux1-schnell_fp8.safetensors", "diffusion_models"))
+    assert best.model_id == "someone/flux1-schnell-mirror"
+    assert best.filename == "Comfy-Org_flux1-schnell_fp8.safetensors" and best.confidence >= 0.85
+    queries = [r.query for r in fake_hub.find_requests("/api/models")]
+    assert queries and all("comfy" not in q.lower() for q in queries)  # the owner never became a query

@@ -36,6 +36,26 @@ _VERSION_RE = re.compile(r"^v?\d+(?:[._]\d+)*[a-z]?$")
 _CAMEL_RE = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SPLIT_RE = re.compile(r"[^A-Za-z0-9]+")
 
+#: Hugging Face owners whose repos are the usual source of ComfyUI files (``ranking`` weighs
+#: them more; ``hf_search_terms`` strips them from the front of a file name)
+KNOWN_PUBLISHERS = frozenset(s.lower() for s in (
+    "Comfy-Org", "comfyanonymous", "black-forest-labs", "stabilityai", "city96", "Kijai", "lllyasviel",
+    "h94", "runwayml", "stable-diffusion-v1-5", "madebyollin", "XLabs-AI", "InstantX", "Lightricks",
+    "Wan-AI", "tencent", "guoyww", "TencentARC", "xinsir", "openai", "laion", "google", "ByteDance",
+    "Shakker-Labs", "jasperai", "Kwai-Kolors", "Qwen", "lodestones", "ostris", "SG161222",
+))
+#: publishers that also name their model family ("qwen_image_vae"): never stripped
+_FAMILY_PUBLISHERS = frozenset({"qwen"})
+# "Comfy-Org_", "comfy_org-", "ComfyOrg.", "black.forest.labs_": a publisher's words joined by
+# any separator (or none), then at least one separator; longest first so "tencentarc" wins
+_PUBLISHER_PREFIX_RE = re.compile(
+    r"^(?:" + "|".join(
+        r"[-_. ]?".join(re.escape(w) for w in re.split(r"[-_.]", p))
+        for p in sorted(KNOWN_PUBLISHERS - _FAMILY_PUBLISHERS, key=len, reverse=True)
+    ) + r")[-_. ]+",
+    re.IGNORECASE,
+)
+
 
 def basename(name: str) -> str:
     """Last path component, with ``\\`` or ``/`` separators."""
@@ -160,14 +180,29 @@ def difference(wanted: str, found: str) -> str:
     return ", ".join(notes)
 
 
+def strip_publisher(stem: str) -> str:
+    """``stem`` without a known publisher prefix (``Comfy-Org_sd3_medium`` -> ``sd3_medium``);
+    unchanged when nothing would be left or the publisher also names the model."""
+    rest = _PUBLISHER_PREFIX_RE.sub("", stem, count=1)
+    return rest if re.search(r"[A-Za-z0-9]", rest) else stem
+
+
 def hf_search_terms(name: str, limit: int = 3) -> List[str]:
     """Queries for the Hugging Face repo search (a substring match on ``owner/name``).
 
     From most to least specific: the core stem with separators as written, then with fewer
     trailing words, then the alphabetic head (``flux1-dev-fp8`` -> ``flux1-dev``, ``flux1``,
     ``flux``).  Repo ids rarely contain precision or version suffixes, so those go first.
+    A publisher prefix (``Comfy-Org_sd3_medium_incl_clips``) is the repo's owner, not part
+    of its name: it is stripped first.
     """
     stem = split_ext(name)[0]
+    # a publisher followed by a too-short name ("TencentARC_x") keeps its prefix: some query
+    # is better than none
+    return _terms_of(strip_publisher(stem), limit) or _terms_of(stem, limit)
+
+
+def _terms_of(stem: str, limit: int) -> List[str]:
     stem = _PRECISION_RE.sub("", stem)
     # dots stay inside words: "wan_2.1_vae" -> "wan_2.1" (repo ids keep "2.1")
     words = [w for w in re.split(r"[-_ ]+", stem) if w.strip(".") and w.lower() not in VARIANT_TOKENS]

@@ -38,12 +38,7 @@ FUZZY_MAX = 0.75
 MIN_SIMILARITY = 0.55
 
 #: Hugging Face owners whose repos are the usual source of ComfyUI files (weighed more)
-KNOWN_PUBLISHERS = frozenset(s.lower() for s in (
-    "Comfy-Org", "comfyanonymous", "black-forest-labs", "stabilityai", "city96", "Kijai", "lllyasviel",
-    "h94", "runwayml", "stable-diffusion-v1-5", "madebyollin", "XLabs-AI", "InstantX", "Lightricks",
-    "Wan-AI", "tencent", "guoyww", "TencentARC", "xinsir", "openai", "laion", "google", "ByteDance",
-    "Shakker-Labs", "jasperai", "Kwai-Kolors", "Qwen", "lodestones", "ostris", "SG161222",
-))
+KNOWN_PUBLISHERS = names.KNOWN_PUBLISHERS
 
 
 def is_known_publisher(repo_id: str) -> bool:
