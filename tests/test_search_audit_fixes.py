@@ -78,3 +78,37 @@ def test_hf_repo_found_only_through_the_stripped_term(fake_hub, hub_config):
     assert best.filename == "Comfy-Org_flux1-schnell_fp8.safetensors" and best.confidence >= 0.85
     queries = [r.query for r in fake_hub.find_requests("/api/models")]
     assert queries and all("comfy" not in q.lower() for q in queries)  # the owner never became a query
+
+
+# -- 3. the reference's precision chooses the file of a version --------------------------
+
+def _two_precisions(fake_hub):
+    return fake_hub.add_civitai_model("Dream Shaper Turbo", {
+        "dreamShaperTurbo_fp32.safetensors": {"data": blob(64), "fp": "fp32", "primary": True},
+        "dreamShaperTurbo_fp16.safetensors": {"data": blob(32, seed=2), "fp": "fp16", "primary": False},
+    })
+
+
+def test_workflow_version_url_picks_the_file_of_the_references_precision(fake_hub, hub_config):
+    ids = _two_precisions(fake_hub)
+    url = f"https://civitai.com/api/download/models/{ids.version_id}"  # a version, no fileId
+    with ModelSearch(hub_config, backends=["workflow"]) as s:
+        (half,) = s.resolve(ref("dreamshaper-turbo-fp16.safetensors", url=url))
+        (plain,) = s.resolve(ref("dreamshaper-turbo.safetensors", url=url))
+    fp16_id = ids.file_ids["dreamShaperTurbo_fp16.safetensors"]
+    assert half.download_url.endswith(f"/{ids.version_id}?fileId={fp16_id}")
+    assert half.filename == "dreamShaperTurbo_fp16.safetensors" and half.size_bytes == 32
+    assert half.metadata["file_id"] == fp16_id and half.save_as == "dreamshaper-turbo-fp16.safetensors"
+    # no precision named: the primary file, as Civitai itself would send
+    assert plain.filename == "dreamShaperTurbo_fp32.safetensors" and plain.size_bytes == 64
+
+
+def test_civitai_plain_query_precision_picks_the_file(fake_hub, hub_config):
+    ids = _two_precisions(fake_hub)
+    with ModelSearch(hub_config, backends=["civitai"]) as s:
+        (half,) = s.search("dream shaper turbo fp16", "checkpoint")
+        (plain,) = s.search("dream shaper turbo", "checkpoint")
+    assert half.download_url.endswith(f"?fileId={ids.file_ids['dreamShaperTurbo_fp16.safetensors']}")
+    assert plain.download_url.endswith(f"?fileId={ids.file_ids['dreamShaperTurbo_fp32.safetensors']}")
+    # the precision word chose the file; the model-name query went without it
+    assert all("fp16" not in r.query for r in fake_hub.find_requests("/api/v1/models"))

@@ -373,12 +373,15 @@ class CivitaiBackend:
                     break
             return results
         out: List[SearchResult] = []
-        for model in self.search_models(query, types):
+        # "flux fusion fp16": the precision chooses the file, model names rarely carry it
+        fp = names.precision(query)
+        text = names.without_precision(query) if fp else query
+        for model in self.search_models(text or query, types):
             versions = [v for v in _list(model.get("modelVersions")) if isinstance(v, dict)]
             if not versions:
                 continue
             version = versions[0]  # newest first
-            file = pick_file(_list(version.get("files")))
+            file = pick_file(_list(version.get("files")), fp)
             if file is None:
                 continue
             sim = names.similarity(query, str(model.get("name", "")))

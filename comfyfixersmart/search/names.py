@@ -94,6 +94,11 @@ def precision(name: str) -> Optional[str]:
     return found[-1].replace("-", "_")
 
 
+def without_precision(text: str) -> str:
+    """``text`` with its precision tags removed and spaces collapsed (``flux dev fp8`` -> ``flux dev``)."""
+    return " ".join(_PRECISION_RE.sub(" ", text).split())
+
+
 def precision_family(tag: Optional[str]) -> Optional[str]:
     """``fp8_e4m3fn_scaled`` -> ``fp8``; ``f16`` -> ``fp16``; GGUF tags kept."""
     if not tag:

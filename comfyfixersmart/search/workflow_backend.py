@@ -124,8 +124,12 @@ class WorkflowBackend:
             elif meta.get("version_id") and self.civitai is not None:
                 version = self.civitai.version(meta["version_id"])
                 files = [f for f in version.get("files") or [] if isinstance(f, dict)]
-                file = next((f for f in files if f.get("id") == civ.get("file_id")), None) if civ.get("file_id") \
-                    else pick_file(files)
+                if civ.get("file_id"):
+                    file = next((f for f in files if f.get("id") == civ.get("file_id")), None)
+                else:
+                    # a version URL: Civitai would send its primary file; the reference's
+                    # precision ("..._fp16") may name another one of the version
+                    file = pick_file(files, names.precision(result.save_as or result.filename))
                 if file is not None:
                     model = dict(version.get("model") or {}, id=version.get("modelId"))
                     full = self.civitai.make_result(model, version, file, folder=result.directory,
@@ -134,6 +138,8 @@ class WorkflowBackend:
                     if full is not None:
                         result.model_id, result.name, result.filename = full.model_id, full.name, full.filename
                         result.size_bytes = full.size_bytes
+                        if not civ.get("file_id"):
+                            result.download_url = full.download_url  # the file chosen, not the primary
                         result.hash_sha256 = full.hash_sha256
                         meta.update({k: v for k, v in full.metadata.items() if k != "reason"})
         except NotFoundError as exc:
