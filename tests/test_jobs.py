@@ -122,7 +122,12 @@ def test_download_job_runs_to_done(server, models, config, manager_factory):
 
     wait_for(lambda: {d["item_id"] for d in finals()} == {"1", "2"})
     finals = finals()
-    assert set(finals[0]) == {"job_id", "item_id", "key", "filename", "downloaded", "total", "speed", "eta", "state"}
+    assert set(finals[0]) == {"job_id", "item_id", "key", "filename", "downloaded", "total", "speed", "eta", "state",
+                              "error", "save_path", "sha256"}
+    # a finished row is complete from its progress event alone (the panel renders it so)
+    final_a = next(d for d in finals if d["item_id"] == "1")
+    assert final_a["save_path"] == first["save_path"] and final_a["sha256"] == first["sha256"]
+    assert final_a["error"] is None
 
 
 def test_integrity_failure_marks_item_failed_and_keeps_no_file(server, models, config, manager_factory):

@@ -300,7 +300,10 @@ export class FixerController {
     if (!quiet) this.emit();
   }
 
-  /** A throttled progress event: update one row in place. */
+  /**
+   * A row event (bytes throttled, every state change sent): update one row in place.  The
+   * whole job (comfyfixer.job) only comes on job-level changes and at most ~2/s otherwise.
+   */
   applyProgress(p) {
     if (!p || typeof p.key !== "string") return;
     const entry = this.state.items[p.key];
@@ -309,7 +312,7 @@ export class FixerController {
       if (!this.state.jobs.some((j) => j.id === p.job_id)) this.pollJob(p.job_id);
       return;
     }
-    for (const field of ["downloaded", "total", "speed", "eta", "state"]) {
+    for (const field of ["downloaded", "total", "speed", "eta", "state", "error", "save_path", "sha256"]) {
       if (p[field] !== undefined) entry.item[field] = p[field];
     }
     // Only the progress part of the row changes: a select the user has open stays open.

@@ -1,10 +1,19 @@
 """Background download jobs of the ComfyUI panel: queue, progress, cancel, retry, persistence.
 
 A job is a list of items (one file each).  Items run on a thread pool (the downloads are
-blocking ``requests`` code); the aiohttp loop only submits and reads.  Every state change
-is written to a ``JobStore`` (the StateManager's job queue in ComfyUI) and pushed as a
-``comfyfixer.job`` event; byte progress is pushed as ``comfyfixer.progress``, at most
-``1/progress_interval`` times a second per item, plus always the final state.
+blocking ``requests`` code); the aiohttp loop only submits and reads.
+
+Updates cost O(1) per item change, whatever the size of the job:
+
+* an item's state change writes that item only to the ``JobStore`` (the StateManager's job
+  queue in ComfyUI) and is pushed as one ``comfyfixer.progress`` event (the row: bytes,
+  state, error, save path); byte progress is pushed the same way, at most
+  ``1/progress_interval`` times a second per item, never persisted;
+* the whole job (``comfyfixer.job``, what ``GET /jobs/{id}`` returns) is stored and pushed
+  at once when a job-level field changes (state queued/resolving/running/done/failed/
+  cancelled, error, cancel request, item list), otherwise at most ``1/snapshot_interval``
+  times a second while its items change (the summary counts of the Downloads list).  The
+  final state of a job is job-level, so it always goes out.
 
 Jobs found unfinished in the store at start-up (ComfyUI was restarted mid-download) are
 marked failed with a ``JobInterruptedError``; retrying an item resumes from its ``.part``.
@@ -171,7 +180,11 @@ class JobStore(Protocol):
         """Store a new job; returns its id."""
 
     def save(self, record: Dict[str, Any], item_ids: Optional[Sequence[str]] = None) -> None:
-        """Store a state change; ``item_ids``: only these items changed (None: all)."""
+        """Store a job-level change (``record`` is the whole job); ``item_ids``: only these
+        items changed (None: all)."""
+
+    def save_item(self, job_id: str, item: Dict[str, Any]) -> None:
+        """Store one item's change (``JobItem.to_record()``); the job row is left as it is."""
 
     def load(self, limit: int) -> List[Dict[str, Any]]:
         """Recent jobs, newest first; a job whose process died has ``"interrupted": True``."""
@@ -181,7 +194,8 @@ class MemoryJobStore:
     """A JobStore that forgets everything at exit (tests, or when no state dir is usable)."""
 
     def __init__(self) -> None:
-        self._records: Dict[str, Dict[str, Any]] = {}
+        self._jobs: Dict[str, Dict[str, Any]] = {}  # job fields, without the items
+        self._items: Dict[str, Dict[str, Dict[str, Any]]] = {}  # job id -> item id -> item (in order)
         self._lock = threading.Lock()
 
     def create(self, kind: str, record: Dict[str, Any]) -> str:
@@ -190,13 +204,25 @@ class MemoryJobStore:
         return job_id
 
     def save(self, record: Dict[str, Any], item_ids: Optional[Sequence[str]] = None) -> None:
+        wanted = None if item_ids is None else set(item_ids)
         with self._lock:
-            self._records[record["id"]] = copy.deepcopy(record)
+            self._jobs[record["id"]] = copy.deepcopy({k: v for k, v in record.items() if k != "items"})
+            items = self._items.setdefault(record["id"], {})
+            for item in record.get("items") or []:
+                if wanted is None or item["id"] in wanted:
+                    items[item["id"]] = copy.deepcopy(item)
+
+    def save_item(self, job_id: str, item: Dict[str, Any]) -> None:
+        with self._lock:
+            if job_id not in self._jobs:
+                raise JobNotFoundError(f"no stored job {job_id!r}")
+            self._items[job_id][item["id"]] = copy.deepcopy(item)
 
     def load(self, limit: int) -> List[Dict[str, Any]]:
         with self._lock:
-            records = sorted(self._records.values(), key=lambda r: r.get("created") or 0, reverse=True)
-            return copy.deepcopy(records[:limit])
+            jobs = sorted(self._jobs.values(), key=lambda r: r.get("created") or 0, reverse=True)[:limit]
+            return [copy.deepcopy({**job, "items": list(self._items.get(job["id"], {}).values())})
+                    for job in jobs]
 
 
 # -- the manager --------------------------------------------------------------------------------
@@ -216,6 +242,7 @@ class JobManager:
         emit: Optional[Emit] = None,
         downloader_factory: Optional[Callable[[Config], Downloader]] = None,
         progress_interval: float = 0.25,
+        snapshot_interval: float = 0.5,
         max_workers: Optional[int] = None,
         history_limit: int = 200,
         clock: Callable[[], float] = time.monotonic,
@@ -229,10 +256,15 @@ class JobManager:
         self._clock = clock
         self._lock = threading.RLock()
         self._persist_lock = threading.Lock()
+        # one lock for both events: each snapshot is taken and sent under it, so the page
+        # never gets an older row or job after a newer one
         self._emit_lock = threading.Lock()
         self._jobs: Dict[str, Job] = {}
         self._cancel: Dict[Tuple[str, str], threading.Event] = {}
         self._last_progress: Dict[Tuple[str, str], float] = {}
+        # job-level fields as last stored: a change of them is what makes an update job-level
+        self._stored_head: Dict[str, Tuple[Any, ...]] = {}
+        self._snapshots = Coalescer(snapshot_interval, self._flush_snapshot, "comfyfixer-events")
         workers = max_workers or self._config().download_concurrency
         self._pool = WorkerPool(workers, "comfyfixer-download")
         # resolving talks to the hubs and may be slow: keep it off the download threads
@@ -324,6 +356,7 @@ class JobManager:
                 event.set()
         self._planner_pool.shutdown(wait=wait)
         self._pool.shutdown(wait=wait)
+        self._snapshots.close()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until no job is unfinished (tests, CLI); False on timeout.  The last
@@ -394,7 +427,7 @@ class JobManager:
                 return
             it.state = "connecting"
             self._refresh_state_locked(job)
-        self._changed(job, [it], progress_for=it)
+        self._changed(job, [it])
         try:
             config = self._config()
             downloader = self._downloader_factory(config)
@@ -441,8 +474,9 @@ class JobManager:
             if due:
                 self._last_progress[(job.id, it.id)] = now
         if state_changed:
-            self._changed(job, [it])
-        if due:
+            # active -> active: a restart fails the item whichever it was, so nothing to store
+            self._changed(job, [it], persist=False)
+        elif due:
             self._emit_progress(job, it)
 
     def _finish_item(self, job: Job, it: JobItem, cancel: threading.Event, *,
@@ -473,7 +507,7 @@ class JobManager:
                                 "message": redact_text(result.error_message) or "download failed"}
             self._refresh_state_locked(job)
             self._last_progress.pop((job.id, it.id), None)
-        self._changed(job, [it], progress_for=it)
+        self._changed(job, [it])
 
     # -- state ------------------------------------------------------------------------------------
     def _cancel_item_locked(self, job: Job, it: JobItem) -> None:
@@ -505,29 +539,67 @@ class JobManager:
         else:
             job.state = "done"
 
-    def _changed(self, job: Job, items: Optional[Sequence[JobItem]] = None, *,
-                 progress_for: Optional[JobItem] = None) -> None:
-        """Persist and announce a state change.  ``items``: the rows that changed (None: all).
+    def _changed(self, job: Job, items: Optional[Sequence[JobItem]] = None, *, persist: bool = True) -> None:
+        """Store and announce a state change.  ``items``: the rows that changed (None: all).
 
-        Snapshot, save and the job event happen under one lock so neither the store nor the
-        page ever receives an older snapshot after a newer one.
+        Cost O(len(items)) unless a job-level field changed (a handful of times per job):
+        the changed rows are stored one by one and sent as progress events, and the whole
+        job is only marked for the next coalesced snapshot.  On a job-level change the job
+        is stored and its snapshot sent at once, after the rows.  Snapshot and save happen
+        under one lock, so the store never receives an older state after a newer one.
         """
         with self._persist_lock:
             with self._lock:
                 job.updated = time.time()
-                record = job.to_record()
-                public = job.to_dict()
+                head = self._head_locked(job)
+                job_level = items is None or head != self._stored_head.get(job.id)
+                if job_level:
+                    record = job.to_record()
+                    self._stored_head[job.id] = head
+                elif persist:
+                    rows = [it.to_record() for it in items or ()]
             try:
-                self._store.save(record, None if items is None else [it.id for it in items])
+                if job_level:
+                    self._store.save(record, None if items is None else [it.id for it in items])
+                elif persist:
+                    for row in rows:
+                        self._store.save_item(job.id, row)
             except Exception:  # a full disk must not stop the download itself
                 log.exception("could not persist job %s", job.id)
-            # inside the lock: the page must get job snapshots in the order they were taken
-            self._emit(EVENT_JOB, public)
-        if progress_for is not None:
-            self._emit_progress(job, progress_for)
+        for it in items or ():
+            self._emit_progress(job, it)
+        if job_level:
+            self._emit_job(job.id)
+        else:
+            self._snapshots.mark(job.id)
+
+    @staticmethod
+    def _head_locked(job: Job) -> Tuple[Any, ...]:
+        """The job-level fields: their change is stored and sent at once."""
+        return (job.state, job.error, job.cancel_requested, len(job.items))
+
+    def _emit_job(self, job_id: str) -> None:
+        """Send the whole job now (it also stands for any snapshot still pending)."""
+        with self._emit_lock:
+            # before the snapshot: a change marked after this point gets a later one
+            self._snapshots.discard(job_id)
+            with self._lock:
+                job = self._jobs.get(job_id)
+                public = job.to_dict() if job is not None else None
+            if public is not None:
+                self._emit(EVENT_JOB, public)
+
+    def _flush_snapshot(self, job_id: str) -> None:
+        """The coalesced snapshot of a job whose rows changed (Coalescer thread)."""
+        with self._emit_lock:
+            with self._lock:
+                job = self._jobs.get(job_id)
+                public = job.to_dict() if job is not None else None
+            if public is not None:
+                self._emit(EVENT_JOB, public)
 
     def _emit_progress(self, job: Job, it: JobItem) -> None:
-        """Send the item's current progress; ordered, so ``downloaded`` never goes back."""
+        """Send the item's current row; ordered, so ``downloaded`` never goes back."""
         with self._emit_lock:
             with self._lock:
                 progress = self._progress_dict(job, it)
@@ -536,7 +608,7 @@ class JobManager:
     def _progress_dict(self, job: Job, it: JobItem) -> Dict[str, Any]:
         return {"job_id": job.id, "item_id": it.id, "key": it.key, "filename": it.filename,
                 "downloaded": it.downloaded, "total": it.total, "speed": it.speed, "eta": it.eta,
-                "state": it.state}
+                "state": it.state, "error": it.error, "save_path": it.save_path, "sha256": it.sha256}
 
     def _emit(self, event: str, data: Dict[str, Any]) -> None:
         if self._emit_fn is None:
@@ -585,10 +657,11 @@ class JobManager:
         job = Job(id=job_id, kind=kind, created=draft.created, updated=draft.updated, items=items)
         with self._lock:
             self._jobs[job.id] = job
+            self._stored_head[job.id] = self._head_locked(job)
             for it in items:
                 self._cancel[(job.id, it.id)] = threading.Event()
             self._prune_locked()
-        self._emit(EVENT_JOB, self.get(job.id))
+        self._emit_job(job.id)
         return job
 
     def _prune_locked(self) -> None:
@@ -596,6 +669,8 @@ class JobManager:
         finished = sorted((j for j in self._jobs.values() if j.state in JOB_FINAL), key=lambda j: j.created)
         for job in finished[:max(0, len(self._jobs) - self._history_limit)]:
             del self._jobs[job.id]
+            self._stored_head.pop(job.id, None)
+            self._snapshots.forget(job.id)
             for it in job.items:
                 self._cancel.pop((job.id, it.id), None)
 
@@ -612,6 +687,76 @@ class JobManager:
     def _config(self) -> Config:
         source = self._config_source
         return source() if callable(source) else source
+
+
+class Coalescer:
+    """Calls ``flush(key)`` for marked keys, at most once per ``interval`` per key.
+
+    A burst of marks costs one flush; the first mark after a quiet period flushes at once.
+    ``flush`` runs on one daemon thread, started on the first mark.  A mark made while a
+    flush of its key runs gets a flush of its own (the key is unmarked before ``flush``).
+    """
+
+    def __init__(self, interval: float, flush: Callable[[str], None], name: str,
+                 clock: Callable[[], float] = time.monotonic):
+        self._interval = interval
+        self._flush = flush
+        self._name = name
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._due: Dict[str, float] = {}  # marked key -> when it may flush
+        self._last: Dict[str, float] = {}  # key -> when it last flushed (or was sent otherwise)
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+
+    def mark(self, key: str) -> None:
+        with self._cond:
+            if self._closed or key in self._due:
+                return
+            self._due[key] = self._last.get(key, float("-inf")) + self._interval
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def discard(self, key: str) -> None:
+        """The caller is about to send ``key`` itself: drop its pending flush, restart its interval."""
+        with self._cond:
+            self._due.pop(key, None)
+            self._last[key] = self._clock()
+
+    def forget(self, key: str) -> None:
+        with self._cond:
+            self._due.pop(key, None)
+            self._last.pop(key, None)
+
+    def close(self) -> None:
+        """Stop the thread; pending flushes are dropped."""
+        with self._cond:
+            self._closed = True
+            self._due.clear()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        return
+                    now = self._clock()
+                    ready = [k for k, t in self._due.items() if t <= now]
+                    if ready:
+                        break
+                    wait = min(self._due.values()) - now if self._due else None
+                    self._cond.wait(wait)
+                for key in ready:
+                    del self._due[key]
+                    self._last[key] = now
+            for key in ready:
+                try:
+                    self._flush(key)
+                except Exception:  # one bad flush must not stop the others
+                    log.exception("flushing %s failed", key)
 
 
 class WorkerPool:

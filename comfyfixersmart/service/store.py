@@ -46,15 +46,18 @@ class StateJobStore:
                               error=error.get("message") if isinstance(error, dict) else None)
         wanted = None if item_ids is None else set(item_ids)
         for item in record.get("items") or []:
-            if wanted is not None and item["id"] not in wanted:
-                continue
-            item_error = item.get("error")
-            # the error dict travels in data ("error" is the queue's message column)
-            data = {k: v for k, v in item.items() if k not in _ITEM_COLUMNS and k not in ("id", "error")}
-            data["error_info"] = item_error
-            self.state.update_item(job_id, item["id"], status=item["state"],
-                                   downloaded=int(item.get("downloaded") or 0), total=item.get("total"),
-                                   error=item_error.get("message") if isinstance(item_error, dict) else None, **data)
+            if wanted is None or item["id"] in wanted:
+                self.save_item(job_id, item)
+
+    def save_item(self, job_id: str, item: Dict[str, Any]) -> None:
+        """Store one item's change; the job row is left as it is (one small transaction)."""
+        item_error = item.get("error")
+        # the error dict travels in data ("error" is the queue's message column)
+        data = {k: v for k, v in item.items() if k not in _ITEM_COLUMNS and k not in ("id", "error")}
+        data["error_info"] = item_error
+        self.state.update_item(job_id, item["id"], status=item["state"],
+                               downloaded=int(item.get("downloaded") or 0), total=item.get("total"),
+                               error=item_error.get("message") if isinstance(item_error, dict) else None, **data)
 
     def load(self, limit: int) -> List[Dict[str, Any]]:
         interrupted = {job.id for job in self.state.interrupted_jobs()}
