@@ -14,7 +14,7 @@ import threading
 import unicodedata
 from pathlib import Path, PurePosixPath
 from typing import Dict, Iterable, Optional, Set
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from .errors import HostNotAllowedError, UnsafePathError
 
@@ -202,6 +202,39 @@ def redact_url(url: Optional[str]) -> Optional[str]:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*")
     return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+
+
+#: signed-URL parameters: the URL's own one-off capability, not one of our tokens
+_SIGNATURE_PARAMS = frozenset({"sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token"})
+
+
+def is_secret_param(name: str) -> bool:
+    """True for a query parameter name that carries a secret (``token``, ``hf_token``...)."""
+    return str(name).strip().lower() in _SECRET_PARAMS
+
+
+def strip_secret_params(url: str, *, keep_signatures: bool = False) -> str:
+    """``url`` without its secret query parameters (the ``redact_url`` list), so a token never
+    travels in a URL (where proxies, servers and urllib3's DEBUG log would see it).
+
+    The other parameters are kept byte for byte.  ``keep_signatures=True`` keeps the
+    parameters of a pre-signed URL (``X-Amz-Signature``...), which cannot work without them.
+    """
+    if not url or "?" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url  # malformed: check_url refuses it before any request
+    if not parts.query:
+        return url
+
+    def secret(item: str) -> bool:
+        name = unquote_plus(item.split("=", 1)[0]).strip().lower()
+        return name in _SECRET_PARAMS and not (keep_signatures and name in _SIGNATURE_PARAMS)
+
+    kept = [item for item in parts.query.split("&") if item and not secret(item)]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), parts.fragment))
 
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")

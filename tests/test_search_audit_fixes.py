@@ -112,3 +112,41 @@ def test_civitai_plain_query_precision_picks_the_file(fake_hub, hub_config):
     assert plain.download_url.endswith(f"?fileId={ids.file_ids['dreamShaperTurbo_fp32.safetensors']}")
     # the precision word chose the file; the model-name query went without it
     assert all("fp16" not in r.query for r in fake_hub.find_requests("/api/v1/models"))
+
+
+# -- 4. secret query parameters never go on the wire -------------------------------------
+
+def test_strip_secret_params_keeps_everything_else():
+    from comfyfixersmart.security import strip_secret_params
+
+    assert strip_secret_params("https://h/x?token=abc&query=a%20b+c&HF_TOKEN=2&api_key=3") == \
+        "https://h/x?query=a%20b+c"
+    assert strip_secret_params("https://h/x?to%6Ben=q&tokens=1#f") == "https://h/x?tokens=1#f"
+    assert strip_secret_params("https://h/x") == "https://h/x"
+    signed = "https://cdn/x?X-Amz-Signature=z&X-Amz-Credential=c&token=t"
+    assert strip_secret_params(signed) == "https://cdn/x"
+    assert strip_secret_params(signed, keep_signatures=True) == "https://cdn/x?X-Amz-Signature=z&X-Amz-Credential=c"
+
+
+def test_get_json_never_sends_a_secret_query_parameter(fake_hub, hub_config, caplog):
+    import logging
+
+    from comfyfixersmart.search.http import ApiClient
+
+    fake_hub.add_civitai_model("Secret Sauce", {"secretSauce_v1.safetensors": blob(16)})
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    client = ApiClient(hub_config)
+    try:
+        url = f"{fake_hub.civitai_url}/api/v1/models?token=SEKRIT-url-1&query=secret%20sauce&hf_token=SEKRIT-url-2"
+        data = client.get_json(url, [("api_key", "SEKRIT-param-3"), ("limit", 5)], use_cache=False)
+        again = client.get_json(f"{fake_hub.civitai_url}/api/v1/models", {"query": "secret sauce",
+                                                                          "access_token": "SEKRIT-param-4"})
+    finally:
+        client.close()
+    assert [i["name"] for i in data["items"]] == ["Secret Sauce"] == [i["name"] for i in again["items"]]
+    logged = caplog.text
+    assert "/api/v1/models?" in logged  # urllib3 did log the request lines...
+    assert "SEKRIT" not in logged  # ...without any secret
+    for req in fake_hub.find_requests("/api/v1/models"):
+        assert "SEKRIT" not in req.query and "token" not in req.query and "api_key" not in req.query
+        assert "query=secret" in req.query

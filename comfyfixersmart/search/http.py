@@ -37,7 +37,7 @@ from ..errors import (
     RateLimitedError,
 )
 from ..logs import get_logger
-from ..security import auth_headers_for, redact_text, redact_url
+from ..security import auth_headers_for, is_secret_param, redact_text, redact_url, strip_secret_params
 from .cache import MISS, ResponseCache
 
 log = get_logger(__name__)
@@ -362,6 +362,7 @@ class ApiClient:
         shorter time (a NotFoundError is raised again from the cache); auth-dependent
         failures (401/403) and errors are never cached.
         """
+        url, params = self._without_secrets(url, params)
         key = self.cache_key("GET", url, params)
         cache = self.cache if use_cache else None
         if cache is not None:
@@ -388,6 +389,24 @@ class ApiClient:
             return data
 
         return self.single_flight(key, fetch)
+
+    @staticmethod
+    def _without_secrets(url: str, params: Params) -> Tuple[str, Params]:
+        """``url`` and ``params`` without ``?token=``-style parameters: tokens travel only in the
+        Authorization header (``auth_headers_for``); a URL is logged by urllib3 at DEBUG, outside
+        our redacting logger, and kept by every proxy and server log on the way."""
+        clean = strip_secret_params(url)
+        if isinstance(params, Mapping):
+            kept: Params = {k: v for k, v in params.items() if not is_secret_param(k)}
+        elif params:
+            kept = [(k, v) for k, v in params if not is_secret_param(k)]
+        else:
+            kept = params
+        dropped = clean != url or (params and len(kept) != len(params))  # type: ignore[arg-type]
+        if dropped:
+            log.warning("a secret query parameter was dropped from a request to %s: tokens are sent "
+                        "as headers from the settings", redact_url(clean))
+        return clean, kept
 
     def _get_once(self, url: str, params: Params, *, backend: Optional[str], help_url: Optional[str]) -> Any:
         timeout = float(self.config.civitai_api_timeout)
