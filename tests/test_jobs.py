@@ -353,3 +353,117 @@ def test_existing_files_are_never_overwritten(server, models, config, manager_fa
     assert mine["state"] == "failed" and mine["error"]["type"] == "FileExistsConflictError"
     assert (folder / "mine.safetensors").read_bytes() == b"the user's own file"
     assert jobs.get(job["id"])["summary"] == {"total": 2, "done": 1, "failed": 1, "cancelled": 0}
+
+
+# -- cost per item change -------------------------------------------------------------------------
+
+def _count_calls(obj, name, counter):
+    """Count the calls of a real method (it still runs)."""
+    real = getattr(obj, name)
+
+    def counted(*args, **kwargs):
+        counter[name] = counter.get(name, 0) + 1
+        return real(*args, **kwargs)
+
+    setattr(obj, name, counted)
+
+
+def test_a_big_job_costs_linear_events_and_store_writes(server, models, config, manager_factory):
+    """Each item change is one small store write and one row event; the whole job goes out
+    only on job-level changes plus at most ~2/s (it was re-sent on every item change)."""
+    n = 200
+    for i in range(n):
+        if i % 4:  # every 4th file is missing: failed rows travel the same way
+            server.add(f"/m{i}.safetensors", payload(2_000 + i, 100 + i))
+    store = StateJobStore.from_config(config)
+    writes = {}
+    _count_calls(store.state, "update_item", writes)
+    _count_calls(store.state, "update_job", writes)
+    jobs = manager_factory(store=store, max_workers=4)
+    started = time.monotonic()
+    job = jobs.submit_download([spec(server, models, config, f"/m{i}.safetensors", f"m{i}.safetensors")
+                                for i in range(n)])
+    assert jobs.wait_idle(60)
+    runtime = time.monotonic() - started
+
+    def snapshots():
+        return [d for _, d in jobs.events.of("comfyfixer.job") if d["id"] == job["id"]]
+
+    wait_for(lambda: snapshots()[-1]["state"] == "failed")
+    final = jobs.get(job["id"])
+    assert final["summary"] == {"total": n, "done": n - n // 4, "failed": n // 4, "cancelled": 0}
+    # job events: created, running, final + the coalesced ones (2/s, +1 for a partial interval)
+    assert len(snapshots()) <= 3 + 2 * runtime + 1, (len(snapshots()), runtime)
+    assert snapshots()[-1] == final  # the last word is the whole final job
+    # store: the item rows at creation, "connecting" and the final state; the job row a few times
+    assert writes["update_item"] <= 3 * n, writes
+    assert writes["update_job"] <= 6, writes
+    # rows: a handful of events per item (states, at most a few byte ticks, the final one) ...
+    progress = [d for _, d in jobs.events.of("comfyfixer.progress") if d["job_id"] == job["id"]]
+    assert len(progress) <= 6 * n
+    # ... and each row's last event is its final state, complete enough to render it
+    last = {d["item_id"]: d for d in progress}
+    assert set(last) == {it["id"] for it in final["items"]}
+    for it in final["items"]:
+        row = last[it["id"]]
+        assert (row["state"], row["downloaded"], row["error"], row["save_path"]) == (
+            it["state"], it["downloaded"], it["error"], it["save_path"])
+    # and what was stored is what the routes show (a restart rebuilds the same job)
+    stored = next(r for r in StateJobStore.from_config(config).load(10) if r["id"] == job["id"])
+    assert [(i["id"], i["state"], i["downloaded"]) for i in stored["items"]] == [
+        (i["id"], i["state"], i["downloaded"]) for i in final["items"]]
+
+
+def test_summary_changes_reach_the_page_while_the_job_runs(server, models, config, manager_factory):
+    """No job-level change while one slow file keeps the job running: the Downloads list still
+    learns that the fast one finished, from a coalesced snapshot, within the interval."""
+    server.add("/slow.safetensors", payload(1_200_000, 20), rate=600_000)
+    server.add("/fast.safetensors", payload(10_000, 21))
+    jobs = manager_factory(store=MemoryJobStore(), snapshot_interval=0.2)
+    job = jobs.submit_download([spec(server, models, config, "/slow.safetensors", "slow.safetensors"),
+                                spec(server, models, config, "/fast.safetensors", "fast.safetensors")])
+
+    def running_with_one_done():
+        return [d for _, d in jobs.events.of("comfyfixer.job")
+                if d["id"] == job["id"] and d["state"] == "running" and d["summary"]["done"] == 1]
+
+    seen = wait_for(running_with_one_done, timeout=10)
+    assert seen[0]["items"][1]["state"] == "done"
+    assert jobs.get(job["id"])["state"] == "running"  # it came before the job ended
+    assert jobs.wait_idle(15)
+
+
+def test_coalescer_flushes_a_burst_once_and_keeps_the_interval():
+    from comfyfixersmart.service.jobs import Coalescer
+
+    flushed = []
+    lock = threading.Lock()
+
+    def flush(key):
+        with lock:
+            flushed.append((time.monotonic(), key))
+
+    c = Coalescer(0.2, flush, "test-coalescer")
+    try:
+        t0 = time.monotonic()
+        c.mark("a")  # quiet before: at once
+        wait_for(lambda: len(flushed) == 1)
+        assert flushed[0][0] - t0 < 0.15
+        for _ in range(100):  # a burst: one more flush, an interval after the first
+            c.mark("a")
+            c.mark("b")
+        wait_for(lambda: {k for _, k in flushed} == {"a", "b"} and len(flushed) == 3)
+        time.sleep(0.3)
+        times_a = [t for t, k in flushed if k == "a"]
+        assert len(times_a) == 2 and times_a[1] - times_a[0] >= 0.19
+        assert len(flushed) == 3
+        c.discard("b")  # b was just sent another way: its next mark waits an interval
+        t1 = time.monotonic()
+        c.mark("b")
+        wait_for(lambda: len(flushed) == 4)
+        assert flushed[-1][0] - t1 >= 0.15
+    finally:
+        c.close()
+    c.mark("a")  # closed: ignored
+    time.sleep(0.25)
+    assert len(flushed) == 4
