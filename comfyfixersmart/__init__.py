@@ -58,7 +58,7 @@ _EXPORTS = {
 }
 # exceptions
 for _name in (
-    "ComfyFixerError", "ConfigurationError", "WorkflowParseError", "ValidationError",
+    "ComfyFixerError", "ConfigurationError", "WorkflowParseError", "NotAWorkflowError", "ValidationError",
     "UnsafePathError", "APISearchError", "NetworkError", "RateLimitedError",
     "AuthRequiredError", "AccessDeniedError", "GatedRepoError", "EarlyAccessError",
     "NotFoundError", "DownloadError", "IntegrityError", "InsufficientSpaceError",

@@ -173,9 +173,15 @@ def _scan(args, config, out, err, stdout) -> int:
         if not config.comfyui_root and workflows:
             err.print("[dim]no --comfyui-root given: nothing was checked against the disk[/]")
     _print_read_errors(err, errors)
-    if errors:
+    if _fatal(errors) or not workflows:
         return EXIT_ERROR
     return EXIT_MISSING if summarize(refs)["missing"] else EXIT_OK
+
+
+def _fatal(errors) -> bool:
+    """Errors that decide the exit code: files named on the command line, not the non-workflow
+    files met while walking a folder."""
+    return any(not e.get("skipped") for e in errors)
 
 
 def _resolve(args, config, out, err, stdout) -> int:
@@ -189,7 +195,7 @@ def _resolve(args, config, out, err, stdout) -> int:
     else:
         _print_resolutions(out, analysis, threshold)
     _print_read_errors(err, analysis.errors)
-    if analysis.errors:
+    if _fatal(analysis.errors) or not analysis.workflows:
         return EXIT_ERROR
     return EXIT_MISSING if summarize(analysis.references)["missing"] else EXIT_OK
 
@@ -279,7 +285,7 @@ def _script(args, config, out, err, stdout) -> int:
         stdout.write(text)
     for f in failures:
         err.print(f"[yellow]not in the script[/] {_esc(f.directory)}/{_esc(f.filename)}: {_esc(f.reason)}")
-    if analysis.errors:
+    if _fatal(analysis.errors):
         return EXIT_ERROR
     return EXIT_MISSING if failures else EXIT_OK
 
@@ -303,7 +309,10 @@ def _print_error(err, exc: BaseException) -> None:
 
 def _print_read_errors(err, errors: List[Dict[str, Any]]) -> None:
     for e in errors:
-        err.print(f"[red]cannot read[/] {_esc(e['path'])}: {_esc(e['error'])}")
+        if e.get("skipped"):
+            err.print(f"[yellow]skipped[/] {_esc(e['path'])}: not a workflow ({_esc(e['error'])})")
+        else:
+            err.print(f"[red]cannot read[/] {_esc(e['path'])}: {_esc(e['error'])}")
 
 
 def _warn_floor(err, value: Optional[float]) -> None:

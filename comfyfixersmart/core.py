@@ -32,7 +32,7 @@ from .datamodel import (
     WorkflowData,
     WorkflowRun,
 )
-from .errors import ConfigurationError, WorkflowParseError
+from .errors import ConfigurationError, NotAWorkflowError, WorkflowParseError
 from .folders import canonical_folder
 from .inventory import EMBEDDING_EXTENSIONS
 from .logs import get_logger
@@ -152,7 +152,8 @@ class ComfyFixerCore:
     # -- scanning ---------------------------------------------------------------------
     def scan_paths(self, workflow_paths: Iterable[PathLike]) -> Tuple[List[WorkflowData], List[Dict[str, Any]]]:
         """Parse files and folders of workflows; unreadable ones (and folders without any
-        workflow) are reported as ``{"path", "error"}``, not raised."""
+        workflow) are reported as ``{"path", "error"}``, not raised.  Files found while walking
+        a folder that are not workflows carry ``"skipped": True``."""
         if isinstance(workflow_paths, (str, os.PathLike)):
             workflow_paths = [workflow_paths]
         workflows: List[WorkflowData] = []
@@ -164,7 +165,10 @@ class ComfyFixerCore:
                     found = self.scanner.scan_directory(path, recursive=True)
                     bad = list(getattr(self.scanner, "errors", []))
                 workflows.extend(found)
-                errors.extend({"path": e.path, "error": e.reason} for e in bad)
+                # in a folder, a file that holds no workflow (a settings JSON, a plain image)
+                # is skipped, not fatal: it is reported with "skipped": True
+                errors.extend({"path": e.path, "error": e.reason, **({"skipped": True} if isinstance(e, NotAWorkflowError)
+                                                                     else {})} for e in bad)
                 if not found and not bad:
                     errors.append({"path": str(path), "error": "no workflow files (.json, .png, .webp) in this folder"})
                 continue
@@ -430,7 +434,8 @@ class ComfyFixerCore:
         analysis = self.analyze_workflows(paths, backends=search_backends)
         specs, failures = self.plan(analysis, min_confidence, include_optional=include_optional,
                                     output_dir=output_dir)
-        failures = [Failure(e["path"], "", e["error"], "WorkflowParseError") for e in analysis.errors] + failures
+        failures = [Failure(e["path"], "", e["error"], "WorkflowParseError")
+                    for e in analysis.errors if not e.get("skipped")] + failures
         run = WorkflowRun(
             workflows_scanned=len(analysis.workflows),
             models_found=len(analysis.references),
@@ -439,7 +444,8 @@ class ComfyFixerCore:
             plan=specs,
             failures=failures,
             dry_run=dry_run,
-            skipped=self.skipped(analysis, include_optional=include_optional),
+            skipped=self.skipped(analysis, include_optional=include_optional)
+            + [Failure(e["path"], "", e["error"], "not a workflow") for e in analysis.errors if e.get("skipped")],
         )
         if not dry_run and specs and (confirm is None or confirm(run)):
             results = self.download_models(specs, output_dir, on_event=on_event)

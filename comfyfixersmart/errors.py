@@ -3,6 +3,7 @@
     ComfyFixerError
     ├── ConfigurationError(ValueError)      a setting is wrong (names the setting)
     ├── WorkflowParseError(ValueError)      a workflow file cannot be read (path + reason)
+    │   └── NotAWorkflowError               valid JSON / image, but no workflow in it
     ├── ValidationError(ValueError)         input data (a request, a name, a URL) is unacceptable
     │   └── UnsafePathError                 a file name would escape its folder
     ├── APISearchError                      a search backend failed (status, url, server message)
@@ -67,6 +68,11 @@ class WorkflowParseError(ComfyFixerError, ValueError):
         self.reason = reason
         where = self.path if self.path else "<workflow>"
         super().__init__(f"{where}: {reason}")
+
+
+class NotAWorkflowError(WorkflowParseError):
+    """The file is readable (valid JSON, an image) but holds no ComfyUI workflow; a folder
+    scan skips such files instead of failing."""
 
 
 class ValidationError(ComfyFixerError, ValueError):
@@ -184,6 +190,7 @@ __all__ = [
     "ComfyFixerError",
     "ConfigurationError",
     "WorkflowParseError",
+    "NotAWorkflowError",
     "ValidationError",
     "UnsafePathError",
     "APISearchError",

@@ -401,3 +401,21 @@ def test_progress_renderer_is_thread_safe_and_stays_closed():
         assert len(renderer.tasks) == 8 and all(t.completed == 100 for t in progress.tasks)
     renderer.on_event(ProgressEvent("late.safetensors", 1, 100, "downloading"))
     assert renderer.progress is None and "late.safetensors" not in renderer.tasks
+
+
+def test_scan_of_a_folder_skips_non_workflow_json_and_still_reports_missing(tmp_path, capsys):
+    import shutil
+
+    from comfyfixersmart import cli
+
+    repo = Path(__file__).resolve().parents[1]
+    folder = tmp_path / "wfs"
+    folder.mkdir()
+    shutil.copy(repo / "examples" / "workflows" / "example_workflow.json", folder / "a.json")
+    (folder / "settings.json").write_text('{"theme": "dark"}', encoding="utf-8")  # not a workflow
+    code = cli.main(["scan", str(folder), "--comfyui-root", str(repo / "examples" / "ComfyUI")])
+    captured = capsys.readouterr()
+    assert code == 1  # something required is missing; the stray JSON does not turn it into an error
+    assert "skipped" in captured.err and "settings.json" in captured.err
+    # a file named on the command line that is not a workflow is an error
+    assert cli.main(["scan", str(folder / "settings.json")]) == 2

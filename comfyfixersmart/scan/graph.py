@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ..errors import WorkflowParseError
+from ..errors import NotAWorkflowError, WorkflowParseError
 
 UI = "ui"
 API = "api"
@@ -72,8 +72,8 @@ def unwrap(data: Dict[str, Any], path: Any = None) -> Tuple[Dict[str, Any], str]
             if fmt != "unknown":
                 return inner, fmt
     if not data:
-        raise WorkflowParseError(path, "empty workflow object")
-    raise WorkflowParseError(path, "not a ComfyUI workflow: no 'nodes' list and no API-format nodes with 'class_type'")
+        raise NotAWorkflowError(path, "empty workflow object")
+    raise NotAWorkflowError(path, "not a ComfyUI workflow: no 'nodes' list and no API-format nodes with 'class_type'")
 
 
 def link_tuple(link: Any) -> Optional[Tuple[Any, Link]]:

@@ -14,7 +14,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
-from ..errors import WorkflowParseError
+from ..errors import NotAWorkflowError, WorkflowParseError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Refuse files larger than this (a 100,000-node graph is ~50 MB of JSON).
@@ -86,7 +86,7 @@ def decode_json(data: Union[str, bytes], path: Any = None) -> Dict[str, Any]:
     except ValueError as exc:  # e.g. huge integers beyond the str->int digit limit
         raise WorkflowParseError(path, f"invalid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise WorkflowParseError(path, f"expected a JSON object, got {type(value).__name__}")
+        raise NotAWorkflowError(path, f"expected a JSON object, got {type(value).__name__}")
     return value
 
 
@@ -110,7 +110,7 @@ def _from_texts(texts: Dict[str, str], path: Any, kind: str) -> Tuple[Dict[str, 
             errors.append(f"{key}: {exc.reason}")
     if errors:
         raise WorkflowParseError(path, f"{kind.upper()} metadata is not a valid workflow ({'; '.join(errors)})")
-    raise WorkflowParseError(path, f"{kind.upper()} file has no embedded ComfyUI workflow")
+    raise NotAWorkflowError(path, f"{kind.upper()} file has no embedded ComfyUI workflow")
 
 
 # -- PNG --------------------------------------------------------------------------------
