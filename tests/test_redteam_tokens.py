@@ -298,3 +298,20 @@ def test_a_pasted_hf_token_url_in_a_workflow_never_reaches_the_job_json(fake_hub
     texts += [json.dumps(specs, default=str), json.dumps([f.__dict__ for f in failures], default=str)]
     for text in texts:
         assert pasted not in text
+
+
+def test_a_token_pasted_into_a_download_url_never_travels(make_config, tmp_path):
+    """The caller's URL loses its ?token= before the first request; a signed URL keeps its signature."""
+    from comfyfixersmart.download import DownloadManager
+    from dlserver import FileServer, loopback_config, payload
+
+    data = payload(10_000, 5)
+    with FileServer() as srv:
+        srv.add("/m.safetensors", data)
+        url = srv.url("/m.safetensors") + "?token=SECRET-in-url&X-Amz-Signature=abc&v=1"
+        with DownloadManager(loopback_config(make_config)) as m:
+            r = m.download_model(url, tmp_path / "m.safetensors")
+        seen = [req.path for req in srv.requests]
+    assert r.success
+    assert seen and all("SECRET-in-url" not in p for p in seen)
+    assert all("X-Amz-Signature=abc" in p and "v=1" in p for p in seen)

@@ -31,7 +31,8 @@ from ..errors import (
     RateLimitedError,
     UnsafePathError,
 )
-from ..security import auth_headers_for, check_url, redact_text, redact_url, same_origin, validate_relative_path
+from ..security import (auth_headers_for, check_url, redact_text, redact_url, same_origin, strip_secret_params,
+                        validate_relative_path)
 from .verify import sha256_or_none
 
 MAX_REDIRECTS = 10
@@ -95,7 +96,9 @@ def open_url(
     """
     allowed = config.effective_allowed_hosts
     timeout = timeout or config.download_timeout
-    first = check_url(url, allowed)
+    # a token pasted into a URL must not travel (the caller's own URL; signed storage URLs keep
+    # their signatures, redirect hops are checked below)
+    first = check_url(strip_secret_params(url, keep_signatures=True), allowed)
     current = first
     opened = Opened(response=None, url=current)  # type: ignore[arg-type]
     for _hop in range(MAX_REDIRECTS + 1):

@@ -15,15 +15,11 @@ import string
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Mapping, Optional
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..errors import ValidationError
-from ..security import check_url, validate_relative_path
+from ..security import check_url, strip_secret_params, validate_relative_path
 from .verify import parse_sha256
-
-_SECRET_QUERY = {"token", "api_key", "apikey", "api-key", "access_token", "access-token", "hf_token",
-                 "civitai_token", "key", "auth", "password"}
-
 
 @dataclass
 class ScriptItem:
@@ -68,7 +64,7 @@ def _item(model: Any, config) -> ScriptItem:
     url = _get(model, "url", "download_url")
     if not isinstance(url, str):
         raise ValidationError("every model needs a download url")
-    url = check_url(_strip_secrets(url))
+    url = check_url(strip_secret_params(url.strip(), keep_signatures=True))
     sha = parse_sha256(_get(model, "sha256", "hash_sha256", "hash"))
     save_path = _get(model, "save_path")
     if save_path:
@@ -84,15 +80,6 @@ def _item(model: Any, config) -> ScriptItem:
         dest = validate_relative_path(f"{directory}/{rel}") if directory else rel
         absolute = False
     return ScriptItem(url=url, dest=dest, absolute=absolute, sha256=sha, token_var=_token_var(url, config))
-
-
-def _strip_secrets(url: str) -> str:
-    """Remove ``?token=``-style parameters: the script reads tokens from the environment."""
-    parts = urlsplit(url.strip())
-    if not parts.query:
-        return url.strip()
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in _SECRET_QUERY]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), parts.fragment))
 
 
 def _token_var(url: str, config) -> Optional[str]:
