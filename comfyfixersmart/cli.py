@@ -131,7 +131,11 @@ def _main(args: argparse.Namespace) -> int:
             min_confidence=getattr(args, "min_confidence", None),
         )
         handler = {"scan": _scan, "resolve": _resolve, "fix": _fix, "annotate": _annotate, "script": _script}
-        return handler[args.command](args, config, out, err, stdout)
+        undo_file_log = _log_to_file(config) if args.command == "fix" else (lambda: None)
+        try:
+            return handler[args.command](args, config, out, err, stdout)
+        finally:
+            undo_file_log()
     except ComfyFixerError as exc:
         _print_error(err, exc)
         if getattr(args, "json", False):
@@ -554,6 +558,36 @@ def _setup_logging(verbosity: int):
 
     def undo() -> None:
         logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    return undo
+
+
+def _log_to_file(config: Config):
+    """``fix`` keeps a rotating log of what it downloaded and why in ``config.log_dir``
+    (``comfyfixer.log``, 1 MB x 3, secrets redacted like every record of ours).  Returns the undo."""
+    import logging
+    from logging.handlers import RotatingFileHandler
+
+    from .fileutils import ensure_directory
+    from .logs import get_logger
+
+    try:
+        path = ensure_directory(config.log_dir) / "comfyfixer.log"
+        handler = RotatingFileHandler(path, maxBytes=1 << 20, backupCount=3, encoding="utf-8")
+    except OSError:
+        return lambda: None  # a read-only home must not stop a fix
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = get_logger()
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        handler.close()
         logger.setLevel(level)
 
     return undo

@@ -36,7 +36,7 @@ from .errors import ConfigurationError, NotAWorkflowError, WorkflowParseError
 from .folders import canonical_folder
 from .inventory import EMBEDDING_EXTENSIONS
 from .logs import get_logger
-from .security import redact_text, safe_join
+from .security import redact_text, redact_url, safe_join
 from .settings import Config, get_config
 
 try:  # the download engine holds an flock on a .part file while it writes it
@@ -436,6 +436,11 @@ class ComfyFixerCore:
                                     output_dir=output_dir)
         failures = [Failure(e["path"], "", e["error"], "WorkflowParseError")
                     for e in analysis.errors if not e.get("skipped")] + failures
+        for spec in specs:
+            log.info("plan: %s from %s (%.0f%%: %s) %s", spec["key"], spec.get("source"),
+                     100 * float(spec.get("confidence") or 0), spec.get("reason", ""), redact_url(spec.get("url")))
+        for failure in failures:
+            log.info("not fixed: %s/%s: %s", failure.directory, failure.filename, failure.reason)
         run = WorkflowRun(
             workflows_scanned=len(analysis.workflows),
             models_found=len(analysis.references),

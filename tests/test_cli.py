@@ -419,3 +419,14 @@ def test_scan_of_a_folder_skips_non_workflow_json_and_still_reports_missing(tmp_
     assert "skipped" in captured.err and "settings.json" in captured.err
     # a file named on the command line that is not a workflow is an error
     assert cli.main(["scan", str(folder / "settings.json")]) == 2
+
+
+def test_fix_keeps_a_redacted_log_in_log_dir(capsys, world, tmp_path, monkeypatch):
+    monkeypatch.setenv("COMFYFIXER_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("CIVITAI_API_TOKEN", "civitai-SECRET-123456")
+    code, _, _ = run_cli(capsys, "fix", world.workflow, "--comfyui-root", world.root, "--yes")
+    assert code == 1
+    log = (tmp_path / "logs" / "comfyfixer.log").read_text(encoding="utf-8")
+    assert "plan: vae/my_vae.safetensors" in log and "downloaded my_vae.safetensors" in log
+    assert "not fixed: controlnet/fuzzy_cn.safetensors" in log
+    assert "SECRET" not in log
