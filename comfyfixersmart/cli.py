@@ -147,7 +147,8 @@ def _main(args: argparse.Namespace) -> int:
         _print_error(err, exc)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        err.print("[red]interrupted[/]: running downloads were cancelled and their partial files removed")
+        err.print("[red]interrupted[/]: running downloads were stopped; their partial files are kept "
+                  "and the next run resumes them")
         return EXIT_INTERRUPTED
 
 

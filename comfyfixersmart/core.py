@@ -319,8 +319,8 @@ class ComfyFixerCore:
 
         Without ``output_dir`` each file goes to its folder of the ComfyUI install
         (``save_path`` from ``plan`` or the inventory's target path for the folder key).
-        Interrupting the calling thread (Ctrl-C) cancels the downloads; their part files
-        are removed before the exception goes on.
+        Interrupting the calling thread (Ctrl-C) stops the downloads before the exception
+        goes on; their part files stay, and the next run resumes them.
         """
         specs = [self._with_target(spec, output_dir) for spec in missing_models]
         root = Path(output_dir).expanduser() if output_dir is not None else self.config.output_dir
@@ -392,9 +392,10 @@ class ComfyFixerCore:
             while not done.wait(0.1):
                 pass
         except BaseException:
-            self.cancel()
-            done.wait(CLEANUP_WAIT_SECONDS)  # the engine removes what it cancelled
-            self._forget_parts([s for s in specs if s.get("item_id") in started])
+            # an interruption (Ctrl-C) stops the downloads but keeps their part files: the
+            # next run resumes them, as after a crash or a dropped connection
+            self.cancel(keep_partial=True)
+            done.wait(CLEANUP_WAIT_SECONDS)
             raise
         if "error" in box:
             raise box["error"]
@@ -478,12 +479,12 @@ class ComfyFixerCore:
                 self._ops -= 1
                 self._ops_cond.notify_all()
 
-    def cancel(self, key: Optional[PathLike] = None) -> int:
+    def cancel(self, key: Optional[PathLike] = None, *, keep_partial: bool = False) -> int:
         """Cancel this core's running and queued downloads, or only the one of ``key`` (save
         path, item id or file name); returns how many were told.  Their part files are
-        removed when the batch returns (or by ``cleanup``)."""
+        removed when the batch returns (or by ``cleanup``), unless ``keep_partial``."""
         downloader = self._downloader
-        return downloader.cancel(key) if downloader is not None else 0
+        return downloader.cancel(key, keep_partial=keep_partial) if downloader is not None else 0
 
     def cleanup(self, timeout: float = CLEANUP_WAIT_SECONDS) -> None:
         """Cancel running downloads, wait (up to ``timeout`` s) for them to stop, remove the

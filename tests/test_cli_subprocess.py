@@ -76,8 +76,9 @@ def test_offline_resolve_is_fast_and_quiet(env):
     assert "Retry" not in done.stderr and done.stderr.strip() == ""
 
 
-def test_ctrl_c_during_fix_cancels_and_removes_part_files(env, tmp_path):
-    """SIGINT while a download trickles: exit 130, the message, and no part file left."""
+def test_ctrl_c_during_fix_stops_and_the_next_run_resumes(env, tmp_path):
+    """SIGINT while a download trickles: exit 130, the message, the part file kept; the next
+    run resumes it with a Range request and the file is right."""
     root = tmp_path / "ComfyUI"
     (root / "models" / "checkpoints").mkdir(parents=True)
     with FileServer() as server:
@@ -98,6 +99,16 @@ def test_ctrl_c_during_fix_cancels_and_removes_part_files(env, tmp_path):
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 130, (out, err)
-    assert "interrupted" in err and "partial files removed" in err
-    assert sorted(p.name for p in (root / "models" / "checkpoints").iterdir()) == []
+        assert proc.returncode == 130, (out, err)
+        assert "interrupted" in err and "next run resumes" in err
+        kept = part.stat().st_size
+        assert kept > 0 and not (root / "models" / "checkpoints" / "big.safetensors").exists()
+        server.resources["/big.safetensors"].rate = None  # the second run goes at full speed
+        done = subprocess.run([sys.executable, "-m", "comfyfixersmart", "fix", str(wf), "--comfyui-root", str(root),
+                               "--yes"], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        ranges = [r.header("Range") for r in server.requests_for("/big.safetensors")]
+    assert ranges[-1] and ranges[-1].startswith("bytes=") and ranges[-1] != "bytes=0-"  # resumed, not restarted
+    final = root / "models" / "checkpoints" / "big.safetensors"
+    assert final.read_bytes() == payload(4 * 1024 * 1024, seed=5)
+    assert sorted(p.name for p in final.parent.iterdir()) == ["big.safetensors"]

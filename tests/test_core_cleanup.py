@@ -80,7 +80,7 @@ def test_cleanup_from_another_thread_cancels_and_removes_part_files(server, conf
     core.cleanup()
 
 
-def test_ctrl_c_in_the_calling_thread_cancels_downloads(server, config, tmp_path):
+def test_ctrl_c_in_the_calling_thread_stops_downloads_and_keeps_them_resumable(server, config, tmp_path):
     out = tmp_path / "models"
     part = out / "checkpoints" / "slow.safetensors.part"
 
@@ -94,14 +94,16 @@ def test_ctrl_c_in_the_calling_thread_cancels_downloads(server, config, tmp_path
         with pytest.raises(KeyboardInterrupt):
             core.download_models([spec(server, "slow.safetensors"), spec(server, "other.safetensors")], out)
         assert time.monotonic() - began < 6  # not after the 16 s both files would take
-        assert parts(out) == []
+        # an interruption is not a cancel: the started download stays resumable, the queued one
+        # never began
+        assert parts(out) == ["slow.safetensors.part", "slow.safetensors.part.json"]
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "cleanup"])
 def test_live_download_of_another_process_is_not_touched(server, config, tmp_path, how):
     """Two downloads (concurrency 1); the second one's part file belongs to another process
-    that holds the engine's lock on it.  Cancelling through the core removes our part file,
-    never theirs (theirs never got past the queue, so the core does not sweep it; and if it
+    that holds the engine's lock on it.  Cancelling through the core removes our part file
+    (an interruption keeps it for the next run), never theirs (theirs never got past the queue, so the core does not sweep it; and if it
     did, the lock would stop it: see test_sweep_leaves_a_locked_part_file_alone)."""
     out = tmp_path / "models"
     ours = out / "checkpoints" / "slow.safetensors.part"
@@ -138,7 +140,10 @@ def test_live_download_of_another_process_is_not_touched(server, config, tmp_pat
             worker.join(10)
             assert results[0].error_type == "DownloadCancelledError" and not results[1].success
         core.cleanup()
-        assert not ours.exists() and not ours.with_name("slow.safetensors.part.json").exists()
+        if how == "ctrl-c":  # interrupted, not cancelled: ours stays resumable
+            assert ours.exists() and ours.with_name("slow.safetensors.part.json").exists()
+        else:
+            assert not ours.exists() and not ours.with_name("slow.safetensors.part.json").exists()
         assert theirs.read_bytes() == b"x" * 1000  # still there, untouched
         assert (out / "checkpoints" / "other.safetensors.part.json").exists()
     finally:

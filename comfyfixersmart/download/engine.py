@@ -214,7 +214,8 @@ class Transfer:
 
     def _cleanup_after(self, exc: BaseException) -> None:
         """Drop the part when it is worthless or unwanted; keep it when resumable."""
-        discard = isinstance(exc, (IntegrityError, DownloadCancelledError, InsufficientSpaceError))
+        discard = isinstance(exc, (IntegrityError, InsufficientSpaceError)) or (
+            isinstance(exc, DownloadCancelledError) and not getattr(self.cancel, "keep_partial", False))
         try:
             empty = os.fstat(self.fd).st_size == 0
         except OSError:

@@ -176,14 +176,16 @@ class DownloadManager:
             futures = [pool.submit(job) for job in jobs]
             return [f.result() for f in futures]
 
-    def cancel(self, key: Optional[PathLike] = None) -> int:
+    def cancel(self, key: Optional[PathLike] = None, *, keep_partial: bool = False) -> int:
         """Cancel the download of ``key`` (save path, item id or file name), or all when None.
-        Returns how many were cancelled."""
+        Returns how many were cancelled.  A cancelled download's part file is removed, unless
+        ``keep_partial`` (an interruption such as Ctrl-C: the next run resumes it)."""
         wanted = None if key is None else _keys_for(key)
         count = 0
         with self._lock:
             for active in self._active:
                 if wanted is None or active.keys & wanted:
+                    active.cancel.keep_partial = keep_partial  # read by the engine when it stops
                     active.cancel.set()
                     count += 1
         return count
