@@ -339,9 +339,9 @@ async def test_a_thousand_items_are_refused_and_a_big_job_runs(api, comfy_root):
     await _run_many(api, comfy_root, 150)
 
 
-@pytest.mark.slow
 async def test_the_largest_job_accepted_runs_to_the_end(api, comfy_root):
-    """500 items: every state change re-sends the whole job (quadratic, ~15 s; see report)."""
+    """500 items run to the end (item changes cost O(1): about 2 s; it took 17 s when every
+    change re-sent the whole job)."""
     await _run_many(api, comfy_root, 500)
 
 
