@@ -16,7 +16,8 @@ import pytest
 
 from comfyfixersmart.download import DownloadManager
 from comfyfixersmart.download.partfile import part_path, sidecar_path
-from dlserver import FileServer, loopback_config, payload
+from dlserver import loopback_config, payload
+from dlserver.fixtures import server  # noqa: F401
 
 MB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[1]
@@ -32,11 +33,6 @@ CHILD = textwrap.dedent("""
     print("finished unexpectedly")
 """)
 
-
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
 
 
 def _kill_when_grown(proc, target: Path, segmented: bool, min_bytes: int) -> None:

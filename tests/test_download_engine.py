@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -11,19 +10,12 @@ import pytest
 
 from comfyfixersmart.download import DownloadManager
 from comfyfixersmart.download.partfile import PartInfo, Segment, part_path, save, sidecar_path
-from dlserver import FileServer, loopback_config, payload
+from dlserver import loopback_config, payload
+from dlserver.fixtures import dest, server, sha  # noqa: F401
 
 MB = 1024 * 1024
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
 
 
 @pytest.fixture
@@ -31,13 +23,6 @@ def manager(make_config):
     with DownloadManager(loopback_config(make_config)) as m:
         yield m
 
-
-@pytest.fixture
-def dest(tmp_path):
-    """Where downloads go (the state database lives elsewhere in tmp_path)."""
-    path = tmp_path / "models"
-    path.mkdir()
-    return path
 
 
 def leftovers(target):

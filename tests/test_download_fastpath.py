@@ -4,7 +4,6 @@ the segmented prefix hashing, against real loopback servers."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import socket
 import threading
@@ -14,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import List, Optional
 
 import pytest
-from dlserver import FileServer, loopback_config, payload
+from dlserver import loopback_config, payload
+from dlserver.fixtures import dest, server, sha  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,21 +28,7 @@ from comfyfixersmart.errors import DownloadCancelledError
 MB = 1024 * 1024
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
-
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def dest(tmp_path):
-    path = tmp_path / "models"
-    path.mkdir()
-    return path
 
 
 # -- a tiny server for what FileServer does not do: chunked bodies, client ports ---------

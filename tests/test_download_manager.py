@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 
@@ -11,19 +10,12 @@ import pytest
 from comfyfixersmart.download import DownloadManager
 from comfyfixersmart.errors import ValidationError
 from comfyfixersmart.state import StateManager
-from dlserver import FileServer, loopback_config, payload
+from dlserver import loopback_config, payload
+from dlserver.fixtures import server, sha  # noqa: F401
 
 MB = 1024 * 1024
 
 
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def test_download_models_layout_results_and_history(server, make_config, tmp_path):

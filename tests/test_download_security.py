@@ -11,22 +11,12 @@ from comfyfixersmart.download import DownloadManager
 from comfyfixersmart.download.http import filename_from_disposition, safe_server_filename
 from comfyfixersmart.errors import UnsafePathError
 from dlserver import FileServer, loopback_config, payload
+from dlserver.fixtures import dest, server  # noqa: F401
 
 TOKEN = "civitai-secret-token-0123456789"
 HF_TOKEN = "hf_abcdefghijklmnopqrstuvwxyz0123"
 
 
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def dest(tmp_path):
-    path = tmp_path / "models"
-    path.mkdir()
-    return path
 
 
 def civitai_config(make_config, server, **kw):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dlserver import FileServer, payload
+from dlserver import payload
+from dlserver.fixtures import server  # noqa: F401
 
 from comfyfixersmart.errors import JobConflictError, JobNotFoundError
 from comfyfixersmart.service.jobs import JobManager, MemoryJobStore, PlanOutcome
@@ -39,11 +40,6 @@ class Events:
         with self.lock:
             return [(t, d) for t, e, d in self.items if e == event]
 
-
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -15,22 +15,12 @@ from comfyfixersmart.download import DownloadManager
 from comfyfixersmart.errors import APISearchError
 from comfyfixersmart.search import ModelSearch
 from comfyfixersmart.search.civitai import _size_bytes
-from dlserver import FileServer, loopback_config, payload
+from dlserver import loopback_config, payload
+from dlserver.fixtures import dest, server  # noqa: F401
 from fakehub import blob
 from fakehub.fixtures import fake_hub, hub_config  # noqa: F401
 
 
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def dest(tmp_path):
-    path = tmp_path / "models"
-    path.mkdir()
-    return path
 
 
 def leftovers(folder):

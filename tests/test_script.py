@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -12,21 +11,14 @@ import pytest
 from comfyfixersmart.datamodel import SearchResult
 from comfyfixersmart.download import DownloadManager
 from comfyfixersmart.errors import HostNotAllowedError, UnsafePathError, ValidationError
-from dlserver import FileServer, loopback_config, payload
+from dlserver import loopback_config, payload
+from dlserver.fixtures import server, sha  # noqa: F401
 
 TOKEN = "civitai-script-token-987654321"
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None or shutil.which("bash") is None,
                                 reason="bash and curl are needed to run the generated script")
 
 
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def run_script(text: str, tmp_path, models_dir, **env):
