@@ -366,11 +366,8 @@ class ApiClient:
         key = self.cache_key("GET", url, params)
         cache = self.cache if use_cache else None
         if cache is not None:
-            hit = cache.get(key)
+            hit = cached(cache, key, url=url, backend=backend, help_url=help_url)
             if hit is not MISS:
-                if isinstance(hit, dict) and hit.get("__negative__"):
-                    raise NotFoundError(hit.get("message", "not found (cached)"), status=hit.get("status", 404),
-                                        url=redact_url(url), backend=backend, help_url=help_url)
                 return hit
 
         def attempt() -> Any:
@@ -459,3 +456,13 @@ def _reason(exc: BaseException) -> str:
         if marker in text:
             return marker.lower()
     return redact_text(text)[:200]
+
+
+def cached(cache: Any, key: str, *, url: str, backend: Optional[str], help_url: Optional[str] = None) -> Any:
+    """The cached answer for ``key``, or ``MISS``; a cached 404/410 is raised again as the
+    ``NotFoundError`` it was."""
+    hit = cache.get(key)
+    if isinstance(hit, dict) and hit.get("__negative__"):
+        raise NotFoundError(hit.get("message", "not found (cached)"), status=hit.get("status", 404),
+                            url=redact_url(url), backend=backend, help_url=help_url)
+    return hit

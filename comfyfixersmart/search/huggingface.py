@@ -24,7 +24,7 @@ from ..logs import get_logger
 from ..security import redact_text, redact_url
 from . import names, ranking
 from .cache import MISS, ResponseCache
-from .http import ApiClient, error_for_response, mark_unreachable
+from .http import ApiClient, cached, error_for_response, mark_unreachable
 
 log = get_logger(__name__)
 
@@ -163,11 +163,8 @@ class HuggingFaceBackend:
         key = f"hf {self.config.hf_endpoint} {op} {args} auth={auth}"
         store = self.api.cache if cache else None
         if store is not None:
-            hit = store.get(key)
+            hit = cached(store, key, url=url, backend=NAME, help_url=help_url)
             if hit is not MISS:
-                if isinstance(hit, dict) and hit.get("__negative__"):
-                    raise NotFoundError(hit.get("message", "not found (cached)"), status=hit.get("status", 404),
-                                        url=redact_url(url), backend=NAME, help_url=help_url)
                 return hit
 
         def attempt() -> Any:
