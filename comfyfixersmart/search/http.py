@@ -373,19 +373,8 @@ class ApiClient:
         def attempt() -> Any:
             return self._get_once(url, params, backend=backend, help_url=help_url)
 
-        def fetch() -> Any:
-            try:
-                data = self.call_with_retries(attempt, url=url, backend=backend)
-            except NotFoundError as exc:
-                if cache is not None and exc.status in (404, 410):
-                    cache.put(key, {"__negative__": True, "status": exc.status, "message": str(exc)},
-                              ttl=cache.negative_ttl)
-                raise
-            if cache is not None:
-                cache.put(key, data)
-            return data
-
-        return self.single_flight(key, fetch)
+        return self.single_flight(key, lambda: fetch_and_cache(
+            cache, key, lambda: self.call_with_retries(attempt, url=url, backend=backend)))
 
     @staticmethod
     def _without_secrets(url: str, params: Params) -> Tuple[str, Params]:
@@ -466,3 +455,18 @@ def cached(cache: Any, key: str, *, url: str, backend: Optional[str], help_url: 
         raise NotFoundError(hit.get("message", "not found (cached)"), status=hit.get("status", 404),
                             url=redact_url(url), backend=backend, help_url=help_url)
     return hit
+
+
+def fetch_and_cache(cache: Any, key: str, call: Callable[[], Any]) -> Any:
+    """``call()``, its answer stored under ``key``; a 404/410 is stored as a negative entry
+    (shorter TTL) and raised.  ``cache=None`` just calls."""
+    try:
+        value = call()
+    except NotFoundError as exc:
+        if cache is not None and exc.status in (404, 410):
+            cache.put(key, {"__negative__": True, "status": exc.status, "message": str(exc)},
+                      ttl=cache.negative_ttl)
+        raise
+    if cache is not None:
+        cache.put(key, value)
+    return value

@@ -24,7 +24,7 @@ from ..logs import get_logger
 from ..security import redact_text, redact_url
 from . import names, ranking
 from .cache import MISS, ResponseCache
-from .http import ApiClient, cached, error_for_response, mark_unreachable
+from .http import ApiClient, cached, error_for_response, fetch_and_cache, mark_unreachable
 
 log = get_logger(__name__)
 
@@ -174,19 +174,8 @@ class HuggingFaceBackend:
             except Exception as exc:
                 raise map_hf_error(exc, url=url, help_url=help_url) from None
 
-        def fetch() -> Any:
-            try:
-                value = self.api.call_with_retries(attempt, url=url, backend=NAME, retries=retries)
-            except NotFoundError as exc:
-                if store is not None and exc.status in (404, 410):
-                    store.put(key, {"__negative__": True, "status": exc.status, "message": str(exc)},
-                              ttl=store.negative_ttl)
-                raise
-            if store is not None:
-                store.put(key, value)
-            return value
-
-        return self.api.single_flight(key, fetch)
+        return self.api.single_flight(key, lambda: fetch_and_cache(
+            store, key, lambda: self.api.call_with_retries(attempt, url=url, backend=NAME, retries=retries)))
 
     def search_repos(self, term: str, limit: int = 20) -> List[Dict[str, Any]]:
         """Repos whose id contains ``term``, most downloaded first."""
