@@ -449,15 +449,10 @@ class Extractor:
     def _ui_by_extension(self, ctx: _Ctx, node: dict, ntype: str, folder: Optional[str], source: str,
                          confidence: float, optional: bool, exts: Optional[Tuple[str, ...]] = None) -> None:
         exts = exts or self.exts
-        wv = node.get("widgets_values")
-        if isinstance(wv, list):
-            items: Iterable[Tuple[Any, Any]] = enumerate(wv)
-            fmt = "widgets_values[{}]"
-        elif isinstance(wv, dict):
-            items = wv.items()
-            fmt = "widgets_values.{}"
-        else:
+        widgets = _widget_items(node.get("widgets_values"))
+        if widgets is None:
             return
+        items, fmt = widgets
         for key, value in items:
             if not isinstance(value, str) or not value[-16:].lower().endswith(exts):
                 continue
@@ -540,14 +535,10 @@ class Extractor:
 
     # -- prompt text ----------------------------------------------------------------------
     def _scan_text(self, values: Any, ctx: _Ctx, node: dict, ntype: str, optional: bool) -> None:
-        if isinstance(values, list):
-            items: Iterable[Tuple[Any, Any]] = enumerate(values)
-            fmt = "widgets_values[{}]"
-        elif isinstance(values, dict):
-            items = values.items()
-            fmt = "widgets_values.{}"
-        else:
+        widgets = _widget_items(values)
+        if widgets is None:
             return
+        items, fmt = widgets
         for k, v in items:
             if isinstance(v, str) and ":" in v:
                 self._text(v, node.get("id"), ntype, fmt.format(k), list(ctx.path), optional)
@@ -737,3 +728,13 @@ def _api_follow(data: Dict[str, Any], link: list) -> Tuple[Any, Tuple[Any, str, 
             continue
         return _MISSING, ("", "", "")
     return _MISSING, ("", "", "")
+
+
+def _widget_items(values: Any) -> Optional[Tuple[Iterable[Tuple[Any, Any]], str]]:
+    """``(key, value)`` pairs of widgets given as a list or a named dict, with the format of
+    their location (``widgets_values[0]`` / ``widgets_values.name``); None for anything else."""
+    if isinstance(values, list):
+        return enumerate(values), "widgets_values[{}]"
+    if isinstance(values, dict):
+        return values.items(), "widgets_values.{}"
+    return None
