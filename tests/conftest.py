@@ -10,7 +10,7 @@ import pytest
 
 from comfyfixersmart.settings import Config, set_config
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # CI must be repeatable: the same examples every run (developers keep random exploration,
 # and any failure found that way gets pinned with @example).
@@ -56,10 +56,9 @@ def make_config(tmp_path):
 
 @pytest.fixture
 def shared_dir() -> Path:
-    """The read-only shared/ folder beside the repo (real workflows, API samples)."""
-    if not SHARED.is_dir():
-        pytest.skip("shared/ folder not found beside the repository")
-    return SHARED
+    """tests/fixtures: real public workflows and API bodies kept in the repository with their
+    sources and licences (tests/fixtures/SOURCES.md), so no test depends on an outside folder."""
+    return FIXTURES
 
 
 def pytest_collection_modifyitems(config, items):

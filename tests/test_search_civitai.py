@@ -1,4 +1,4 @@
-"""Civitai backend: real response bodies (api-samples) parsed by the real client, file choice,
+"""Civitai backend: real and real-shaped response bodies (tests/fixtures/api-samples) parsed by the real client, file choice,
 folder mapping, hash lookup, early access and login-required models."""
 
 from __future__ import annotations
@@ -36,23 +36,24 @@ def sample(shared_dir, name):
     return (shared_dir / "api-samples" / "civitai" / name).read_bytes()
 
 
-def test_real_search_body_exact_file(fake_hub, search, shared_dir):
-    """The verbatim 2024 search body: the majicMIX file is found by exact name, with its real hash."""
-    body = sample(shared_dir, "models_search_checkpoint_highest_rated_2024-05.json")
+def test_search_body_exact_file(fake_hub, search, shared_dir):
+    """A search body of the real shape (written for the tests: AutoV1/V2/V3, SHA256, CRC32, BLAKE3,
+    several versions, non-primary and training-data files): the file is found by exact name."""
+    body = sample(shared_dir, "models_search_checkpoints_written.json")
     fake_hub.inject("/api/v1/models", 200, body=body)
-    (best, *_) = search.resolve(ref("majicmixRealistic_v7.safetensors"))
-    assert best.filename == "majicmixRealistic_v7.safetensors" and best.confidence >= 0.9
-    assert best.hash_sha256 == "7c819b6d13663ed720c2254f4fe18373107dfef2448d337913c8fc545640881e"
+    (best, *_) = search.resolve(ref("riverstoneRealistic_v7.safetensors"))
+    assert best.filename == "riverstoneRealistic_v7.safetensors" and best.confidence >= 0.9
+    assert best.hash_sha256 == "d54622b2b2503e8fca726ffa6c1bc3848b2d49368d953230062a6788303ec7c1"
     assert best.size_bytes == round(2082642.474609375 * 1024)
-    assert best.download_url == f"{fake_hub.civitai_url}/api/download/models/176425?fileId=134792"
-    assert best.metadata["page_url"] == f"{fake_hub.civitai_url}/models/43331?modelVersionId=176425"
-    assert best.metadata["version_id"] == 176425 and best.metadata["file_id"] == 134792
+    assert best.download_url == f"{fake_hub.civitai_url}/api/download/models/88001?fileId=66001"
+    assert best.metadata["page_url"] == f"{fake_hub.civitai_url}/models/7101?modelVersionId=88001"
+    assert best.metadata["version_id"] == 88001 and best.metadata["file_id"] == 66001
     assert best.metadata["fp"] == "fp16" and best.metadata["pickle"] is False
     assert best.directory == "checkpoints" and best.model_type == "checkpoint"
     assert "exact file name on Civitai" in best.reason
     # the query sent was derived from the file name, with the type filter of the folder
     (req,) = fake_hub.find_requests("/api/v1/models")
-    assert "query=majicmix realistic" in req.query and "types=Checkpoint" in req.query
+    assert "query=riverstone realistic" in req.query and "types=Checkpoint" in req.query
 
 
 def test_drift_tolerated_null_stats_empty_files_numeric_cursor(fake_hub, search, shared_dir):
@@ -64,16 +65,17 @@ def test_drift_tolerated_null_stats_empty_files_numeric_cursor(fake_hub, search,
     assert results[0].metadata["downloads"] == 0
 
 
-def test_devdocs_body_truncated_hash_and_string_licence(fake_hub, search, shared_dir):
-    fake_hub.inject("/api/v1/models", 200, body=sample(shared_dir, "models_search_devdocs.json"), times=None)
-    (best,) = search.resolve(ref("waiIllustriousSDXL_v160.safetensors"))
-    assert best.hash_sha256 is None  # "A5F58EB1C3..." is not a sha256
+def test_doc_shaped_body_truncated_hash_and_string_licence(fake_hub, search, shared_dir):
+    """The developer docs' shape: commercial use as a ``{a,b}`` string, hashes cut with ``...``."""
+    fake_hub.inject("/api/v1/models", 200, body=sample(shared_dir, "models_search_doc_shape_written.json"), times=None)
+    (best,) = search.resolve(ref("meadowIllustriousSDXL_v160.safetensors"))
+    assert best.hash_sha256 is None  # "B7E41C09D2..." is not a sha256
     assert best.confidence >= 0.9
-    item = json.loads(sample(shared_dir, "models_search_devdocs.json"))["items"][0]
-    fake_hub.inject("/api/v1/models/827184", 200, body=item)
-    details = search.get_model_details("civitai", "827184")
+    item = json.loads(sample(shared_dir, "models_search_doc_shape_written.json"))["items"][0]
+    fake_hub.inject("/api/v1/models/9301", 200, body=item)
+    details = search.get_model_details("civitai", "9301")
     assert details.metadata["allow_commercial_use"] == ["Image", "RentCivit"]
-    assert details.files[0]["name"] == "waiIllustriousSDXL_v160.safetensors"
+    assert details.files[0]["name"] == "meadowIllustriousSDXL_v160.safetensors"
 
 
 def test_real_model_body_details(fake_hub, search, shared_dir):
@@ -86,15 +88,15 @@ def test_real_model_body_details(fake_hub, search, shared_dir):
     assert details.page_url == f"{fake_hub.civitai_url}/models/2833924"
 
 
-def test_hash_lookup_on_real_version_body(fake_hub, search, shared_dir):
-    body = sample(shared_dir, "model_version_1318_wiki.json")
-    sha = "0DF040C8CD48125174B54C251A87822E8ED61D529A92C42C1FA1BEF483B10B0D"
+def test_hash_lookup_on_version_body(fake_hub, search, shared_dir):
+    body = sample(shared_dir, "model_version_pickle_written.json")
+    sha = "2E0FA958FCE4F25E023C94A86D74A48D0A0C9FF280C692729BCB5CB5B728817E"
     fake_hub.inject(f"/api/v1/model-versions/by-hash/{sha.lower()}", 200, body=body)
     (best,) = search.resolve(ref("whatever_it_was_called.ckpt", hash=sha.lower(), hash_type="sha256"))
     assert best.confidence == 1.0 and best.reason == "sha256 match on Civitai"
-    assert best.filename == "froggyStyle_toad.ckpt" and best.save_as == "whatever_it_was_called.ckpt"
+    assert best.filename == "pondStyle_frog.ckpt" and best.save_as == "whatever_it_was_called.ckpt"
     assert best.metadata["pickle"] is True and best.metadata["format"] == "PickleTensor"
-    assert best.download_url.endswith("/api/download/models/1318?fileId=289")
+    assert best.download_url.endswith("/api/download/models/1404?fileId=377")
     assert fake_hub.request_count("/api/v1/models") == 0  # no name search after a hash hit
 
 

@@ -1,5 +1,5 @@
 """What the fake hub knows: Civitai models/versions/files and Hugging Face repos/files,
-with their hashes, and the JSON shapes of the real APIs (see /work/shared/api-samples/)."""
+with their hashes, and the JSON shapes of the real APIs (see tests/fixtures/api-samples/)."""
 
 from __future__ import annotations
 
