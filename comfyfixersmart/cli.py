@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="least confidence to download a candidate automatically (default 0.9, never below 0.8)")
     p.add_argument("--include-optional", action="store_true", help="also fetch models of muted/bypassed nodes")
     p.add_argument("--output-dir", metavar="DIR", help="models root to download into instead of the ComfyUI folders")
+    p.add_argument("--allow-pickle", action="append", default=[], metavar="NAME",
+                   help="download this pickle-format file (.ckpt/.pt/.pth/.bin) named by the workflow; repeatable")
+    p.add_argument("--allow-pickle-all", action="store_true",
+                   help="download every pickle-format file without asking (they can run code when loaded)")
 
     p = sub.add_parser("annotate", help="write the resolved sources into a workflow (properties.models)")
     p.add_argument("path", metavar="WORKFLOW")
@@ -234,7 +238,8 @@ def _fix(args, config, out, err, stdout) -> int:
     with _core(config) as core, _ProgressRenderer(out, quiet=args.json) as progress:
         run = core.run(args.paths, args.output_dir, _backends(args), dry_run=args.dry_run,
                        min_confidence=config.min_confidence, include_optional=args.include_optional,
-                       on_event=progress.on_event, confirm=confirm)
+                       on_event=progress.on_event, confirm=confirm,
+                       allow_pickle=_pickle_consent(args, out, interactive and not args.dry_run))
     if args.json:
         _dump(stdout, run_to_json(run))
     else:
@@ -246,6 +251,29 @@ def _fix(args, config, out, err, stdout) -> int:
     if run.dry_run or (run.plan and not run.downloads):  # planned or declined: still missing
         return EXIT_MISSING if run.plan or run.failures else EXIT_OK
     return EXIT_MISSING if run.failures else EXIT_OK
+
+
+def _pickle_consent(args, out, interactive: bool):
+    """``allow_pickle`` for the core: all, the names given, or (on a terminal) a question per file."""
+    if args.allow_pickle_all:
+        return True
+    given = {n.strip() for n in args.allow_pickle if n.strip()}
+    if not interactive:
+        return given
+    from .pickles import consent
+
+    named = consent(given)
+
+    def ask(spec) -> bool:
+        if named(spec):
+            return True
+        from rich.prompt import Confirm
+
+        out.print(f"[yellow]warning:[/] {_esc(spec.get('filename'))} from {_esc(spec.get('source'))} is a pickle "
+                  "format: loading it can run code on this computer.")
+        return Confirm.ask(f"Download {_esc(spec.get('filename'))} anyway?", console=out, default=False)
+
+    return ask
 
 
 def _annotate(args, config, out, err, stdout) -> int:

@@ -33,10 +33,19 @@ from .datamodel import (
     WorkflowRun,
 )
 from .errors import ConfigurationError, NotAWorkflowError, WorkflowParseError
-from .folders import canonical_folder
+from .folders import MODEL_FOLDERS, canonical_folder
 from .inventory import EMBEDDING_EXTENSIONS
+from .pickles import (
+    PICKLE_CONFIRMATION,
+    PickleConsent,
+    candidate_warnings,
+    is_pickle_candidate,
+    offer_safetensors,
+)
+from .pickles import consent as _pickle_consent
+from .write_policy import REFUSED_KEYS, checked_target, folder_key, protected_roots
 from .logs import get_logger
-from .security import redact_text, redact_url, safe_join
+from .security import redact_text, redact_url
 from .settings import Config, get_config
 
 try:  # the download engine holds an flock on a .part file while it writes it
@@ -70,8 +79,12 @@ class ComfyFixerCore:
         search=None,
         downloader=None,
         state=None,
+        protected: Optional[Sequence[PathLike]] = None,
     ):
         self.config = config if config is not None else get_config()
+        #: folders never written to besides ``<root>/output|input|temp|custom_nodes``
+        #: (inside ComfyUI: its ``--output-directory`` and friends)
+        self._extra_protected = list(protected or ())
         self._scanner = scanner
         self._inventory = inventory
         self._search = search
@@ -228,6 +241,8 @@ class ComfyFixerCore:
         wanted = [r for r in references if r.status in (MISSING, None)]
         if resolve and wanted:
             resolutions = self.search.resolve_many(wanted, backends=backends)
+            for res in resolutions:
+                offer_safetensors(res)
         else:
             resolutions = [Resolution(reference=r) for r in wanted]
         return AnalysisResult(workflows=workflows, references=references, resolutions=resolutions, errors=errors)
@@ -246,11 +261,21 @@ class ComfyFixerCore:
         *,
         include_optional: bool = False,
         output_dir: Optional[PathLike] = None,
+        allow_pickle: PickleConsent = None,
     ) -> Tuple[List[Dict[str, Any]], List[Failure]]:
         """Download specs for the references whose best candidate is sure enough, and why the
         others are left out.  Optional references (muted/bypassed nodes) are left out
-        silently unless ``include_optional``; see ``skipped`` for the list of those."""
+        silently unless ``include_optional``; see ``skipped`` for the list of those.
+
+        The folder is the reference's ``directory`` only when it is a model folder key
+        (never a path, never output/input/temp); every target is checked against the real
+        folder.  A pickle format (``.ckpt .pt .pth .bin``) is planned only when
+        ``allow_pickle`` says yes for it (True, a set of file names/keys, or a callable given
+        the spec) or ``config.allow_pickle`` is on; otherwise it is a failure of type
+        ``PickleConfirmationRequired``.
+        """
         threshold = self.threshold(min_confidence)
+        consent = _pickle_consent(allow_pickle, self.config)
         specs: List[Dict[str, Any]] = []
         failures: List[Failure] = []
         for res in analysis.resolutions:
@@ -269,25 +294,83 @@ class ComfyFixerCore:
                 "url": chosen.download_url,
                 "filename": filename,
                 "directory": ref.expected_directory,
-                "sha256": _sha256(chosen.hash_sha256) or _reference_sha256(ref),
+                "sha256": _sha256(chosen.hash_sha256) or (None if chosen.metadata.get("alternative_of")
+                                                          else _reference_sha256(ref)),
                 "size": chosen.size_bytes,
                 "source": chosen.backend,
                 "source_id": chosen.model_id,
                 "confidence": chosen.confidence,
                 "reason": chosen.reason,
             }
+            warnings = candidate_warnings(chosen, filename)
+            if warnings:
+                spec["warnings"] = warnings
             try:
-                if output_dir is not None:
-                    spec["save_path"] = str(safe_join(Path(output_dir).expanduser() / ref.expected_directory,
-                                                      filename))
-                elif self.has_inventory:
-                    spec["save_path"] = str(self.inventory.target_path(ref.expected_directory, filename))
+                key = self._folder_key(ref.expected_directory, output_dir)
+                spec["directory"] = key
+                target = self._target(key, filename, output_dir)
+                if target is not None:
+                    spec["save_path"] = str(target)
             except (ValueError, OSError) as exc:  # UnsafePathError / ValidationError are ValueErrors
                 failures.append(Failure(ref.filename, ref.expected_directory, redact_text(str(exc)),
                                         type(exc).__name__))
                 continue
+            if is_pickle_candidate(chosen, filename):
+                spec["pickle"] = True
+                if not consent(spec):
+                    failures.append(Failure(
+                        ref.filename, ref.expected_directory,
+                        f"{filename} is a pickle format that can run code when ComfyUI loads it; not "
+                        f"downloaded without a confirmation (--allow-pickle {ref.filename})",
+                        PICKLE_CONFIRMATION))
+                    continue
             specs.append(spec)
         return specs, failures
+
+    # -- where files go ---------------------------------------------------------------------
+    def protected_roots(self) -> List[str]:
+        """Real paths of the folders never written to (ComfyUI's output, input, temp, custom_nodes)."""
+        return protected_roots(self.config.comfyui_root, self._extra_protected)
+
+    def model_folder_keys(self, output_dir: Optional[PathLike] = None) -> List[str]:
+        """The folder keys a file may be planned into: the install's model folders, or with
+        ``output_dir`` (a models root) the known model folder keys and the install's."""
+        keys: List[str] = []
+        if self.has_inventory:
+            try:
+                keys.extend(self.inventory.folders)
+            except ConfigurationError:
+                if output_dir is None:
+                    raise
+        if output_dir is not None:
+            keys.extend(k for k in MODEL_FOLDERS if k not in keys)
+        return [k for k in keys if k not in REFUSED_KEYS]
+
+    def _folder_key(self, directory: Any, output_dir: Optional[PathLike]) -> str:
+        return folder_key(directory, self.model_folder_keys(output_dir))
+
+    def _target(self, key: str, filename: str, output_dir: Optional[PathLike]) -> Optional[Path]:
+        """The checked absolute target of ``filename`` in model folder ``key``."""
+        protected = self.protected_roots()
+        if output_dir is not None:
+            return checked_target(Path(output_dir).expanduser(), f"{key}/{filename}", protected)
+        if not self.has_inventory:
+            return None
+        target = self.inventory.target_path(key, filename)
+        # target_path joined it under the key's folder; the real folder must not be a protected one
+        checked_target(target.parent, target.name, protected)
+        return target
+
+    def check_output_dir(self, output_dir: Optional[PathLike]) -> None:
+        """Refuse an ``--output-dir`` that is (or holds, or lies in) a protected ComfyUI folder."""
+        if output_dir is None:
+            return
+        from .write_policy import overlaps_protected
+
+        hit = overlaps_protected(Path(output_dir).expanduser(), self.protected_roots())
+        if hit is not None:
+            raise ConfigurationError("output_dir", f"{output_dir} overlaps {hit}: files go only into model "
+                                                   "folders, never ComfyUI's output, input, temp or custom_nodes")
 
     @staticmethod
     def skipped(analysis: AnalysisResult, *, include_optional: bool = False) -> List[Failure]:
@@ -340,19 +423,21 @@ class ComfyFixerCore:
 
     def _with_target(self, spec: Dict[str, Any], output_dir: Optional[PathLike]) -> Dict[str, Any]:
         """``spec`` with its absolute ``save_path`` (the folder of the install, or under
-        ``output_dir``).  A hostile name is left for the manager to refuse in its result."""
+        ``output_dir``).  A hostile name or folder is left for the manager to refuse in its
+        result (no save path)."""
         spec = dict(spec)
         if not spec.get("save_path") and spec.get("filename") and spec.get("directory"):
             try:
-                if output_dir is not None:
-                    target = safe_join(Path(output_dir).expanduser() / str(spec["directory"]), str(spec["filename"]))
-                else:
-                    target = self.inventory.target_path(spec["directory"], spec["filename"])
+                key = self._folder_key(spec["directory"], output_dir)
+                target = self._target(key, str(spec["filename"]), output_dir)
             except ConfigurationError:
                 raise  # nowhere to put anything: not a per-file problem
-            except (ValueError, OSError, TypeError):
+            except (ValueError, OSError, TypeError) as exc:
+                log.warning("not downloading %s: %s", spec.get("filename"), redact_text(str(exc)))
+                spec["directory"] = None
                 return spec
-            spec["save_path"] = str(target)
+            if target is not None:
+                spec["save_path"] = str(target)
         if spec.get("save_path"):
             # progress events carry it: the core learns which downloads really began
             spec.setdefault("item_id", spec["save_path"])
@@ -412,6 +497,7 @@ class ComfyFixerCore:
         include_optional: bool = False,
         on_event: Optional[EventCallback] = None,
         confirm: Optional[Callable[[WorkflowRun], bool]] = None,
+        allow_pickle: PickleConsent = None,
         **_: Any,
     ) -> WorkflowRun:
         """Scan, resolve and download everything missing; return what happened.
@@ -432,9 +518,10 @@ class ComfyFixerCore:
             # checked first: finding out after a long search that nothing can be saved is rude
             raise ConfigurationError("comfyui_root", "not set: pass --comfyui-root DIR (or an output folder) "
                                                      "to know what is missing and where it goes")
+        self.check_output_dir(output_dir)
         analysis = self.analyze_workflows(paths, backends=search_backends)
         specs, failures = self.plan(analysis, min_confidence, include_optional=include_optional,
-                                    output_dir=output_dir)
+                                    output_dir=output_dir, allow_pickle=allow_pickle)
         failures = [Failure(e["path"], "", e["error"], "WorkflowParseError")
                     for e in analysis.errors if not e.get("skipped")] + failures
         for spec in specs:
@@ -605,6 +692,8 @@ def _save_name(ref: ModelReference, chosen: SearchResult) -> str:
     """The reference's own name; an embedding named without extension (``embedding:name`` in a
     prompt) gets the candidate's extension: ComfyUI finds ``name.safetensors`` for it, but
     would unpickle a file saved as plain ``name``."""
+    if chosen.metadata.get("alternative_of") and chosen.save_as:
+        return chosen.save_as  # the safetensors version: saved under its own extension
     name = ref.filename
     if canonical_folder(ref.expected_directory) != "embeddings":
         return name

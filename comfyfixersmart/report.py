@@ -20,6 +20,7 @@ from .datamodel import (
     WorkflowData,
     WorkflowRun,
 )
+from .pickles import candidate_warnings, is_pickle_candidate
 from .security import redact_url
 
 REPORT_VERSION = 1
@@ -72,19 +73,31 @@ def candidate_to_json(result: SearchResult) -> Dict[str, Any]:
         "save_as": result.save_as,
         "requires_auth": bool(meta.get("requires_auth", False)),
         "gated": bool(meta.get("gated", False)),
-        "pickle": bool(meta.get("pickle", False)),
+        "pickle": is_pickle_candidate(result),
+        "warnings": candidate_warnings(result),
     }
 
 
-def resolution_to_json(res: Resolution, min_confidence: float = 0.9) -> Dict[str, Any]:
-    """A missing reference's candidates and which one a fix would take (``chosen``)."""
+def resolution_to_json(res: Resolution, min_confidence: float = 0.9, *, allow_pickle: bool = False) -> Dict[str, Any]:
+    """A missing reference's candidates and which one a fix would take (``chosen``).
+
+    A pickle format is never ``chosen`` unless ``allow_pickle``: the row then says
+    ``"pickle": true`` with its ``warnings``, and ``needs_confirmation`` is ``"pickle"``.
+    """
     chosen = res.choose(min_confidence)
-    return {
+    best = res.best
+    pickle = best is not None and is_pickle_candidate(best)
+    out: Dict[str, Any] = {
         "key": res.reference.key,
         "candidates": [candidate_to_json(c) for c in res.candidates],
-        "chosen": 0 if chosen is not None else None,
+        "chosen": 0 if chosen is not None and (allow_pickle or not pickle) else None,
         "errors": [_error_json(e) for e in res.errors],
+        "pickle": pickle,
+        "warnings": candidate_warnings(best) if best is not None else [],
     }
+    if pickle and chosen is not None and not allow_pickle:
+        out["needs_confirmation"] = "pickle"
+    return out
 
 
 def summarize(references: Iterable[ModelReference]) -> Dict[str, int]:

@@ -100,10 +100,22 @@ class Config:
     segment_min_size: int = 64 * 1024 * 1024
     chunk_size: int = 1024 * 1024
     allowed_hosts: List[str] = field(default_factory=lambda: list(DEFAULT_ALLOWED_HOSTS))
+    #: download pickle formats (.ckpt/.pt/.pth/.bin) a workflow names without asking per file
+    allow_pickle: bool = False
+    #: resume the panel's interrupted downloads when ComfyUI starts again
+    auto_resume: bool = True
+    #: write the sources into the workflow after a download in the panel
+    embed_after_download: bool = False
+    #: an http(s) proxy for every request to the hubs (None: the environment's, if any)
+    proxy: Optional[str] = None
 
     # search
     search_concurrency: int = 8
     min_confidence: float = 0.9
+    #: most model references one resolve/fix request may look up
+    max_references: int = 500
+    #: least seconds between two hub lookups of one job (0: no pacing)
+    hub_call_interval: float = 0.0
     http_retries: int = 4
     backoff_base: float = 1.0
     backoff_max: float = 30.0
@@ -194,13 +206,17 @@ class Config:
             ("segment_min_size", 1024, 1 << 40),
             ("chunk_size", 4096, 64 << 20),
             ("search_concurrency", 1, 128),
+            ("max_references", 1, 100000),
             ("http_retries", 0, 20),
             ("cache_ttl", 0, 365 * 24 * 3600),
         ):
             setattr(self, name, _as_int(name, getattr(self, name), low, high))
-        for name, low, high in (("min_confidence", 0.0, 1.0), ("backoff_base", 0.0, 60.0), ("backoff_max", 0.0, 3600.0)):
+        for name, low, high in (("min_confidence", 0.0, 1.0), ("backoff_base", 0.0, 60.0), ("backoff_max", 0.0, 3600.0),
+                                ("hub_call_interval", 0.0, 60.0)):
             setattr(self, name, _as_float(name, getattr(self, name), low, high))
-        for name in ("verify_downloads", "cache_enabled"):
+        if self.proxy is not None:
+            self.proxy = _as_http_url("proxy", self.proxy) if str(self.proxy).strip() else None
+        for name in ("verify_downloads", "cache_enabled", "allow_pickle", "auto_resume", "embed_after_download"):
             setattr(self, name, _as_bool(name, getattr(self, name)))
         self.model_extensions = [_ext(e) for e in _as_list("model_extensions", self.model_extensions)]
         self.allowed_hosts = [h.strip().lower() for h in _as_list("allowed_hosts", self.allowed_hosts) if h.strip()]

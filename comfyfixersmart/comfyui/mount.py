@@ -79,6 +79,7 @@ def register(server_module: Optional[ModuleType] = None, folder_paths: Optional[
         config=comfyui_config(folder_paths, config),
         canonical=folders.canonical,
         comfyui=True,
+        protected=folders.protected_roots,
     )
     routes.add_routes(instance.routes)
     setattr(instance, _ATTR, routes)

@@ -6,6 +6,8 @@ import os
 from types import ModuleType
 from typing import Dict, List
 
+from ..write_policy import model_folder_table
+
 from ..extra_paths import NON_MODEL_KEYS
 from ..folders import canonical_folder
 
@@ -32,7 +34,24 @@ class ComfyFolders:
                 if path not in paths:
                     paths.append(path)
             table[key] = paths
-        return table
+        return model_folder_table(table, self.protected_roots())
+
+    def protected_roots(self) -> List[str]:
+        """ComfyUI's output, input and temp folders (``--output-directory`` etc. applied)
+        and its custom_nodes folders: never a download target."""
+        roots: List[str] = []
+        for getter in ("get_output_directory", "get_input_directory", "get_temp_directory"):
+            fn = getattr(self._fp, getter, None)
+            if callable(fn):
+                try:
+                    roots.append(os.path.realpath(os.fspath(fn())))
+                except Exception:  # an odd build: the key checks still apply
+                    continue
+        try:
+            roots.extend(os.path.realpath(os.fspath(p)) for p in self._fp.get_folder_paths("custom_nodes"))
+        except Exception:
+            pass
+        return roots
 
     def canonical(self, name: str) -> str:
         """A legacy folder name (``unet``, ``clip``) mapped the way ComfyUI maps it."""

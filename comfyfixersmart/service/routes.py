@@ -36,13 +36,16 @@ from ..errors import (
 )
 from ..folders import canonical_folder
 from ..logs import get_logger
+from ..pickles import PICKLE_CONFIRMATION
 from ..security import redact_text, redact_url
 from ..settings import Config, get_config
+from ..write_policy import model_folder_table, protected_roots
 from .jobs import Emit, JobManager, JobStore, PlanOutcome
 from .tokens import TokenStore
 from .validation import (
     MAX_BODY_BYTES,
     check_id,
+    optional_allow_pickle,
     optional_min_confidence,
     parse_json_body,
     require_workflow,
@@ -162,6 +165,7 @@ class FixerRoutes:
         canonical: Callable[[str], str] = canonical_folder,
         downloader_factory: Optional[Callable[[Config], Any]] = None,
         comfyui: bool = False,
+        protected: Optional[Callable[[], Sequence[str]]] = None,
     ):
         self._base_config = config
         self.core_factory: CoreFactory = core_factory or default_core_factory
@@ -173,6 +177,8 @@ class FixerRoutes:
         self._job_store = job_store
         self._emit = emit
         self._downloader_factory = downloader_factory
+        #: () -> folders never written to (ComfyUI's output/input/temp/custom_nodes)
+        self._protected = protected
         # built on first use: registering inside ComfyUI starts no thread and opens no file
         self._lazy_lock = threading.Lock()
 
@@ -205,9 +211,17 @@ class FixerRoutes:
         """The Config with the tokens and min_confidence stored from the panel applied."""
         return self.tokens.apply(self.base_config)
 
+    def protected_roots(self) -> List[str]:
+        """Real paths no file is written into: ComfyUI's output, input, temp and custom_nodes."""
+        extra = list(self._protected()) if self._protected is not None else []
+        return protected_roots(self.base_config.comfyui_root, extra)
+
     def folders(self) -> Dict[str, List[str]]:
+        """The model folder table: ComfyUI's keys minus the refused ones (output, input, temp,
+        custom_nodes, or any folder overlapping them once resolved)."""
         provider = self._folders or folders_from_root(self.base_config)
-        return {str(k): [str(p) for p in v] for k, v in provider().items()}
+        table = {str(k): [str(p) for p in v] for k, v in provider().items()}
+        return model_folder_table(table, self.protected_roots())
 
     # -- mounting ---------------------------------------------------------------------------
     def add_routes(self, routes: web.RouteTableDef) -> None:
@@ -274,7 +288,8 @@ class FixerRoutes:
         body = await _read_json(request)
         workflow = require_workflow(body)
         min_confidence = optional_min_confidence(body)
-        job = self.jobs.submit_fix(functools.partial(self._plan_fix, workflow, min_confidence))
+        allow_pickle = optional_allow_pickle(body)
+        job = self.jobs.submit_fix(functools.partial(self._plan_fix, workflow, min_confidence, allow_pickle))
         return web.json_response({"job_id": job["id"], "job": job}, status=202)
 
     @_guarded
@@ -340,32 +355,36 @@ class FixerRoutes:
         }
         if resolve:
             threshold = self._threshold(config, min_confidence)
-            out["resolutions"] = [resolution_to_json(r, threshold) for r in analysis.resolutions]
+            out["resolutions"] = [resolution_to_json(r, threshold, allow_pickle=config.allow_pickle)
+                                  for r in analysis.resolutions]
             out["min_confidence"] = threshold
         return out
 
-    def _plan_fix(self, workflow: dict, min_confidence: Optional[float]) -> PlanOutcome:
-        """Scan + resolve + choose, then validate each chosen download like a /download item."""
+    def _plan_fix(self, workflow: dict, min_confidence: Optional[float], allow_pickle: Any = None) -> PlanOutcome:
+        """Scan + resolve + choose, then validate each chosen download like a /download item.
+        A pickle format is planned only when ``allow_pickle`` (True or names) says so."""
         config = self.effective_config()
         folders = self.folders()
         core = self.core_factory(config, folders)
         try:
             analysis = core.analyze_data(workflow)
-            specs, failures = core.plan(analysis, self._threshold(config, min_confidence))
+            specs, failures = core.plan(analysis, self._threshold(config, min_confidence), allow_pickle=allow_pickle)
         finally:
             _close(core)
         outcome = PlanOutcome()
         reasons = {(r.reference.expected_directory, r.reference.filename): r for r in analysis.resolutions}
         for i, spec in enumerate(specs):
             try:
-                outcome.items.append(validate_download_item(spec, folders, config, canonical=self._canonical,
-                                                            where=f"plan[{i}]"))
+                outcome.items.append(validate_download_item({**spec, "allow_pickle": True}, folders, config,
+                                                            canonical=self._canonical, where=f"plan[{i}]"))
             except ComfyFixerError as exc:
                 outcome.unresolved.append({"key": spec.get("key"), "filename": spec.get("filename"),
                                            "directory": spec.get("directory"), "error": _item_error(exc)})
         for failure in failures:
             res = reasons.get((failure.directory, failure.filename))
-            if res is not None and res.best is not None:
+            if failure.error_type in (PICKLE_CONFIRMATION, "UnsafePathError", "ValidationError"):
+                kind = failure.error_type
+            elif res is not None and res.best is not None:
                 kind = "LowConfidenceError"
             else:
                 kind = failure.error_type or "NotFoundError"

@@ -17,14 +17,17 @@ from urllib.parse import parse_qsl, urlsplit
 from ..errors import HostNotAllowedError, UnsafePathError, ValidationError, WorkflowParseError
 from ..folders import canonical_folder
 from ..security import check_url, redact_url, safe_join, validate_relative_path
+from ..pickles import is_pickle_name
 from ..settings import Config
+from ..write_policy import REFUSED_KEYS, folder_key
 
 #: Largest request body accepted (a big UI workflow with subgraphs is a few MB).
 MAX_BODY_BYTES = 32 * 1024 * 1024
 #: Most items one download request may carry.
 MAX_ITEMS = 500
-#: Folder keys ComfyUI registers that must never receive a download (code runs from there).
-FORBIDDEN_FOLDERS = frozenset({"custom_nodes"})
+#: Folder keys ComfyUI registers that must never receive a download (code runs from there,
+#: or ComfyUI serves the files back): see ``write_policy``.
+FORBIDDEN_FOLDERS = REFUSED_KEYS
 #: Query parameters that put a credential in a URL; tokens belong in the settings.
 _CREDENTIAL_PARAMS = frozenset({"token", "api_key", "apikey", "api-key", "access_token", "access-token",
                                 "hf_token", "civitai_token"})
@@ -96,6 +99,17 @@ def optional_min_confidence(body: Mapping[str, Any]) -> Optional[float]:
     return float(value)
 
 
+def optional_allow_pickle(body: Mapping[str, Any]) -> Any:
+    """``body["allow_pickle"]`` of a fix request: true (every pickle format planned), or a
+    list of file names/keys confirmed one by one; absent: none."""
+    value = body.get("allow_pickle")
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, list) and len(value) <= MAX_ITEMS and all(isinstance(v, str) and v.strip() for v in value):
+        return [v.strip() for v in value]
+    raise ValidationError("allow_pickle must be true/false or a list of file names")
+
+
 def check_id(value: str, what: str = "id") -> str:
     """A job or item id from a URL path: short and plain."""
     if not isinstance(value, str) or not _ID.match(value):
@@ -120,15 +134,9 @@ def check_download_url(url: Any, config: Config, field: str = "url") -> str:
 
 def resolve_folder(directory: Any, folders: Folders, canonical: Callable[[str], str] = canonical_folder,
                    field: str = "directory") -> str:
-    """The folder key for ``directory`` (legacy names mapped); it must exist and have a path."""
-    if not isinstance(directory, str) or not directory.strip():
-        raise ValidationError(f"{field} must be a folder key such as 'checkpoints'")
-    name = directory.strip()
-    key = name if name in folders else canonical(name)
-    if key in FORBIDDEN_FOLDERS or name in FORBIDDEN_FOLDERS:
-        raise ValidationError(f"{field}: downloads into {name!r} are not allowed")
-    if key not in folders:
-        raise ValidationError(f"{field}: unknown model folder {name!r}")
+    """The folder key for ``directory`` (legacy names mapped): exactly a key of the model
+    folder table (never a path, never output/input/temp/custom_nodes), with a path."""
+    key = folder_key(directory, [k for k in folders if k not in FORBIDDEN_FOLDERS], canonical, field=field)
     if not folders[key]:
         raise ValidationError(f"{field}: model folder {key!r} has no path configured")
     return key
@@ -168,6 +176,14 @@ def validate_download_item(
     if suffix not in extensions:
         raise ValidationError(f"{where}.filename: {suffix or 'no extension'!r} is not a model file extension")
     url = check_download_url(raw.get("url"), config, field=f"{where}.url")
+    allow_pickle = raw.get("allow_pickle", False)
+    if not isinstance(allow_pickle, bool):
+        raise ValidationError(f"{where}.allow_pickle must be true or false")
+    url_name = urlsplit(url).path.rsplit("/", 1)[-1]
+    if (is_pickle_name(filename) or ("." in url_name and is_pickle_name(url_name))) \
+            and not (allow_pickle or config.allow_pickle):
+        raise ValidationError(f"{where}: {filename!r} is a pickle format that can run code when loaded; "
+                              "confirm this file with \"allow_pickle\": true")
     sha256 = raw.get("sha256")
     if sha256 is not None:
         if not isinstance(sha256, str) or not _SHA256.match(sha256.strip()):
