@@ -10,10 +10,11 @@ The format is documented in the ``_doc`` field at the top of each table file.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -83,6 +84,8 @@ class LoaderTable:
     ignore_values: FrozenSet[str] = frozenset()
     #: node class -> folder, from ``Config.model_type_mapping`` (value-based extraction)
     type_mapping: Dict[str, str] = field(default_factory=dict)
+    #: folder keys that node packs register themselves -> their file extensions (empty: unknown)
+    folders: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
 
     def get(self, node_type: str) -> Tuple[LoaderSpec, ...]:
         return self.specs.get(node_type, ())
@@ -95,7 +98,31 @@ class LoaderTable:
         specs = dict(self.specs)
         specs.update(other.specs)
         return LoaderTable(specs, self.core_types | other.core_types, self.ignore_values | other.ignore_values,
-                           {**self.type_mapping, **other.type_mapping})
+                           {**self.type_mapping, **other.type_mapping}, {**self.folders, **other.folders})
+
+    def overlaid(self, derived: LoaderTable) -> LoaderTable:
+        """A new table where ``derived`` (node definitions read from ComfyUI) corrects ours per input.
+
+        Per node class: an input both know keeps our entry (it may carry hand-written rules:
+        index, special values, prefixes) but takes the derived folder when they differ; inputs
+        only ``derived`` knows are added; classes only ``derived`` knows are added whole.
+        """
+        specs = dict(self.specs)
+        for node_type, dspecs in derived.specs.items():
+            mine = self.specs.get(node_type)
+            if not mine:
+                specs[node_type] = dspecs
+                continue
+            by_input = {s.input: s for s in dspecs}
+            merged: List[LoaderSpec] = []
+            for spec in mine:
+                d = by_input.pop(spec.input, None)
+                merged.append(replace(spec, folder=d.folder) if d is not None and d.folder != spec.folder else spec)
+            globs = [s.input for s in mine if s.is_glob]
+            merged.extend(d for name, d in by_input.items() if not any(fnmatch.fnmatchcase(name, g) for g in globs))
+            specs[node_type] = tuple(merged)
+        return LoaderTable(specs, self.core_types | derived.core_types, self.ignore_values | derived.ignore_values,
+                           dict(self.type_mapping), {**self.folders, **derived.folders})
 
 
 def parse_table(data: Any, *, source: str, origin: str = "<table>") -> LoaderTable:
@@ -123,7 +150,13 @@ def parse_table(data: Any, *, source: str, origin: str = "<table>") -> LoaderTab
         for n, entry in enumerate(entries):
             out.extend(_parse_entry(entry, source, lambda m, n=n, t=node_type: bad(f"{t!r} entry {n}: {m}")))
         specs[node_type] = tuple(out)
-    return LoaderTable(specs, frozenset(node_types), frozenset(ignore))
+    folders = data.get("folders", {})
+    if not isinstance(folders, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, list) and all(isinstance(e, str) for e in v)
+            for k, v in folders.items()):
+        raise bad("'folders' must map folder keys to lists of file extensions")
+    return LoaderTable(specs, frozenset(node_types), frozenset(ignore),
+                       folders={canonical_folder(k): tuple(v) for k, v in folders.items()})
 
 
 def _parse_entry(entry: Any, source: str, bad) -> List[LoaderSpec]:
@@ -260,12 +293,17 @@ def build_table(
     *,
     core_path: Path = CORE_TABLE,
     custom_path: Path = CUSTOM_TABLE,
+    derived: Optional[LoaderTable] = None,
 ) -> LoaderTable:
-    """Core + custom + user tables (later ones win per node class) + ``model_type_mapping``."""
+    """Core + custom tables, corrected by ``derived`` (the node definitions of the user's ComfyUI,
+    see ``LoaderTable.overlaid``), then user tables (later ones win per node class) and
+    ``model_type_mapping``."""
     try:
         table = _cached(core_path, "core").merged(_cached(custom_path, "custom"))
     except OSError as exc:  # a broken installation, not a user error
         raise ConfigurationError("loader_table", f"built-in loader table missing: {exc}") from None
+    if derived is not None:
+        table = table.overlaid(derived)
     for extra in extra_tables:
         p = Path(extra).expanduser()
         if not p.is_file():
@@ -273,7 +311,8 @@ def build_table(
         table = table.merged(_cached(p, "user"))
     if type_mapping:
         mapping = {str(k): canonical_folder(str(v)) for k, v in type_mapping.items()}
-        table = LoaderTable(table.specs, table.core_types, table.ignore_values, {**table.type_mapping, **mapping})
+        table = LoaderTable(table.specs, table.core_types, table.ignore_values, {**table.type_mapping, **mapping},
+                            table.folders)
     return table
 
 

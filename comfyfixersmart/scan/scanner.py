@@ -15,6 +15,7 @@ from . import graph as g
 from .extract import Extractor
 from .loaders import FRONTEND_TYPES, LoaderTable, build_table, user_table_paths
 from .loading import WORKFLOW_EXTENSIONS, decode_json, load_workflow_ex, parse_workflow_bytes
+from .rootdefs import root_table
 from .validate import validate_workflow as _validate
 
 log = get_logger(__name__)
@@ -28,11 +29,18 @@ class WorkflowScanner:
 
     ``loader_tables`` are extra loader-table files (format: ``comfyfixersmart/data/custom_loaders.json``)
     whose entries replace the built-in ones of the same node classes.
+
+    Which input of which node names a file in which folder (the loader map) comes from:
+    ``node_table`` when given (inside ComfyUI: the running ComfyUI's node definitions), else the
+    sources of ``config.comfyui_root`` read statically (``rootdefs``), laid over the bundled
+    table; without either, the bundled table alone.
     """
 
-    def __init__(self, config: Optional[Config] = None, *, loader_tables: Sequence[Union[str, os.PathLike]] = ()):
+    def __init__(self, config: Optional[Config] = None, *, loader_tables: Sequence[Union[str, os.PathLike]] = (),
+                 node_table: Optional[LoaderTable] = None):
         self.config = config if config is not None else get_config()
         self._extra_tables = list(loader_tables)
+        self._node_table = node_table
         self._table: Optional[LoaderTable] = None
         #: files that could not be read by the last ``scan_directory`` call
         self.errors: List[WorkflowParseError] = []
@@ -41,8 +49,9 @@ class WorkflowScanner:
     def table(self) -> LoaderTable:
         """The loader table in use (built on first use, not at construction)."""
         if self._table is None:
+            derived = self._node_table if self._node_table is not None else root_table(self.config)
             self._table = build_table(user_table_paths(self.config, self._extra_tables),
-                                      self.config.model_type_mapping)
+                                      self.config.model_type_mapping, derived=derived)
         return self._table
 
     # -- public API -----------------------------------------------------------------------
