@@ -13,6 +13,7 @@ import copy
 import os
 import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
@@ -32,7 +33,13 @@ from .datamodel import (
     WorkflowData,
     WorkflowRun,
 )
-from .errors import ConfigurationError, NotAWorkflowError, WorkflowParseError
+from .errors import (
+    ConfigurationError,
+    NotAWorkflowError,
+    RequestTooLargeError,
+    ResolveCancelledError,
+    WorkflowParseError,
+)
 from .folders import MODEL_FOLDERS, canonical_folder
 from .inventory import EMBEDDING_EXTENSIONS
 from .pickles import (
@@ -225,12 +232,17 @@ class ComfyFixerCore:
         *,
         backends: Optional[Sequence[str]] = None,
         resolve: bool = True,
+        cancel: Optional[threading.Event] = None,
     ) -> AnalysisResult:
-        """Like ``analyze_workflows`` for one workflow given as JSON (the ComfyUI panel's graph)."""
-        data = self.scanner.scan_data(workflow, path=path)
-        return self._analyze([data], [], backends=backends, resolve=resolve)
+        """Like ``analyze_workflows`` for one workflow given as JSON (the ComfyUI panel's graph).
 
-    def _analyze(self, workflows, errors, *, backends, resolve) -> AnalysisResult:
+        ``cancel`` (set from another thread) stops resolving between references: no new hub
+        lookup starts, and ``ResolveCancelledError`` is raised without waiting for the ones
+        in flight."""
+        data = self.scanner.scan_data(workflow, path=path)
+        return self._analyze([data], [], backends=backends, resolve=resolve, cancel=cancel)
+
+    def _analyze(self, workflows, errors, *, backends, resolve, cancel=None) -> AnalysisResult:
         references = merge_references(ref for wf in workflows for ref in wf.model_references)
         self.check(references)
         by_key = {r.key: r for r in references}
@@ -240,12 +252,53 @@ class ComfyFixerCore:
                 ref.status, ref.found_path, ref.local_path = merged.status, merged.found_path, merged.local_path
         wanted = [r for r in references if r.status in (MISSING, None)]
         if resolve and wanted:
-            resolutions = self.search.resolve_many(wanted, backends=backends)
+            resolutions = self.resolve(wanted, backends=backends, cancel=cancel)
             for res in resolutions:
                 offer_safetensors(res)
         else:
             resolutions = [Resolution(reference=r) for r in wanted]
         return AnalysisResult(workflows=workflows, references=references, resolutions=resolutions, errors=errors)
+
+    def resolve(self, references: Sequence[ModelReference], *, backends: Optional[Sequence[str]] = None,
+                cancel: Optional[threading.Event] = None) -> List[Resolution]:
+        """Candidates for each reference (same order), at most ``config.max_references`` of
+        them (``RequestTooLargeError`` beyond).  Lookups run ``search_concurrency`` at a time,
+        one reference each, started at least ``config.hub_call_interval`` s apart; ``cancel``
+        is checked before each one."""
+        refs = list(references)
+        distinct = len({r.key for r in refs})
+        if distinct > self.config.max_references:
+            raise RequestTooLargeError(f"{distinct} model references to look up; at most "
+                                       f"{self.config.max_references} per request (setting max_references)")
+        if cancel is None and not self.config.hub_call_interval:
+            return self.search.resolve_many(refs, backends=backends)
+        cancel = cancel if cancel is not None else threading.Event()
+        pace = _Pacer(self.config.hub_call_interval, cancel)
+        search = self.search
+        results: Dict[int, Resolution] = {}
+
+        def one(i: int, ref: ModelReference) -> None:
+            if not pace.wait_turn():
+                return
+            results[i] = search.resolve_many([ref], backends=backends)[0]
+
+        workers = max(1, min(self.config.search_concurrency, len(refs)))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="comfyfixer-resolve")
+        try:
+            futures = [pool.submit(one, i, ref) for i, ref in enumerate(refs)]
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # a bug in a backend surfaces here
+                if cancel.is_set():
+                    break
+        finally:
+            # queued lookups are dropped; one in flight ends on its own, nobody waits for it
+            pool.shutdown(wait=False, cancel_futures=True)
+        if cancel.is_set():
+            raise ResolveCancelledError(f"cancelled after looking up {len(results)} of {len(refs)} references")
+        return [results[i] for i in range(len(refs))]
 
     # -- planning -----------------------------------------------------------------------
     def threshold(self, min_confidence: Optional[float] = None) -> float:
@@ -631,6 +684,28 @@ class ComfyFixerCore:
 
     def __exit__(self, *exc: Any) -> None:
         self.cleanup()
+
+
+class _Pacer:
+    """Lets lookups start at most once per ``interval`` s; ``wait_turn`` is False once cancelled."""
+
+    def __init__(self, interval: float, cancel: threading.Event):
+        self._interval = max(0.0, float(interval))
+        self._cancel = cancel
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def wait_turn(self) -> bool:
+        if self._cancel.is_set():
+            return False
+        if not self._interval:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        delay = start - time.monotonic()
+        return not (delay > 0 and self._cancel.wait(delay)) and not self._cancel.is_set()
 
 
 def merge_references(references: Iterable[ModelReference]) -> List[ModelReference]:

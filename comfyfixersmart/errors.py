@@ -250,3 +250,12 @@ class UnsupportedMediaTypeError(ValidationError):
 
 
 __all__ += ["UnsupportedMediaTypeError"]
+
+
+class ResolveCancelledError(ComfyFixerError):
+    """Resolving was cancelled (a fix job's Cancel): no further hub lookup was started."""
+
+    kind = "job"
+
+
+__all__ += ["ResolveCancelledError"]

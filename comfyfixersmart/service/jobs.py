@@ -21,16 +21,23 @@ marked failed with a ``JobInterruptedError``; retrying an item resumes from its 
 
 from __future__ import annotations
 
+import collections
+import copy
+import queue
 import threading
 import time
 import uuid
-import copy
-import queue
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 from ..datamodel import DownloadResult, ProgressEvent
-from ..errors import ComfyFixerError, DownloadCancelledError, JobConflictError, JobNotFoundError
+from ..errors import (
+    ComfyFixerError,
+    DownloadCancelledError,
+    JobConflictError,
+    JobNotFoundError,
+    ResolveCancelledError,
+)
 from ..logs import get_logger
 from ..security import redact_text, redact_url
 from ..settings import Config
@@ -261,12 +268,15 @@ class JobManager:
         self._emit_lock = threading.Lock()
         self._jobs: Dict[str, Job] = {}
         self._cancel: Dict[Tuple[str, str], threading.Event] = {}
+        #: fix job id -> the event its planner watches while resolving
+        self._plan_cancel: Dict[str, threading.Event] = {}
         self._last_progress: Dict[Tuple[str, str], float] = {}
         # job-level fields as last stored: a change of them is what makes an update job-level
         self._stored_head: Dict[str, Tuple[Any, ...]] = {}
         self._snapshots = Coalescer(snapshot_interval, self._flush_snapshot, "comfyfixer-events")
         workers = max_workers or self._config().download_concurrency
-        self._pool = WorkerPool(workers, "comfyfixer-download")
+        # a cancelled row gives its slot back at once, even while its thread winds down
+        self._pool = SlotPool(workers, "comfyfixer-download")
         # resolving talks to the hubs and may be slow: keep it off the download threads
         self._planner_pool = WorkerPool(2, "comfyfixer-resolve")
         self._closed = False
@@ -286,11 +296,15 @@ class JobManager:
             self._start_item(job, it)
         return self.get(job.id)
 
-    def submit_fix(self, planner: Callable[[], PlanOutcome]) -> Dict[str, Any]:
-        """Queue a fix: ``planner`` (scan + resolve + plan, run in a thread) gives the items."""
+    def submit_fix(self, planner: Callable[[], PlanOutcome], *,
+                   cancel: Optional[threading.Event] = None) -> Dict[str, Any]:
+        """Queue a fix: ``planner`` (scan + resolve + plan, run in a thread) gives the items.
+        ``cancel`` is set when the job is cancelled while resolving (the planner watches it)."""
         with self._lock:
             self._check_open()
         job = self._create("fix", [])
+        with self._lock:
+            self._plan_cancel[job.id] = cancel if cancel is not None else threading.Event()
         self._planner_pool.submit(self._run_planner, job, planner)
         return self.get(job.id)
 
@@ -311,6 +325,9 @@ class JobManager:
             if job.state in JOB_FINAL:
                 return job.to_dict()
             job.cancel_requested = True
+            plan_cancel = self._plan_cancel.get(job.id)
+            if plan_cancel is not None:
+                plan_cancel.set()
             for it in job.items:
                 self._cancel_item_locked(job, it)
             self._refresh_state_locked(job)
@@ -354,6 +371,8 @@ class JobManager:
             self._closed = True
             for event in self._cancel.values():
                 event.set()
+        for event in list(self._plan_cancel.values()):
+            event.set()
         self._planner_pool.shutdown(wait=wait)
         self._pool.shutdown(wait=wait)
         self._snapshots.close()
@@ -379,6 +398,13 @@ class JobManager:
         try:
             outcome = planner()
         except Exception as exc:  # the job records why; the thread must survive
+            with self._lock:
+                self._plan_cancel.pop(job.id, None)
+            if isinstance(exc, ResolveCancelledError) and job.cancel_requested:
+                with self._lock:
+                    job.state = "cancelled"
+                self._changed(job, [])
+                return
             if not isinstance(exc, ComfyFixerError):
                 log.exception("resolving fix job %s failed", job.id)
             with self._lock:
@@ -388,6 +414,7 @@ class JobManager:
             self._changed(job, [])
             return
         with self._lock:
+            self._plan_cancel.pop(job.id, None)
             n = 0
             for spec in outcome.items:
                 n += 1
@@ -412,7 +439,7 @@ class JobManager:
 
     def _start_item(self, job: Job, it: JobItem) -> None:
         try:
-            self._pool.submit(self._run_item, job, it)
+            self._pool.submit((job.id, it.id), self._run_item, job, it)
         except RuntimeError:  # pool shut down between the check and the submit
             with self._lock:
                 it.state, it.error = "cancelled", {"type": "DownloadCancelledError", "message": "server is stopping"}
@@ -482,6 +509,10 @@ class JobManager:
     def _finish_item(self, job: Job, it: JobItem, cancel: threading.Event, *,
                      result: Optional[DownloadResult] = None, exc: Optional[BaseException] = None) -> None:
         with self._lock:
+            if self._cancel.get((job.id, it.id)) is not cancel:
+                return  # a run the row was retried after: its late outcome is not the row's
+            if it.state in ITEM_FINAL and not (result is not None and result.success):
+                return  # cancelled while the transfer wound down: the row was settled then
             it.speed, it.eta = 0.0, None
             if result is not None and result.success:
                 it.state = "skipped" if result.skipped else "done"
@@ -516,9 +547,12 @@ class JobManager:
         event = self._cancel.get((job.id, it.id))
         if event is not None:
             event.set()
-        if it.state == "queued":
-            # not started: no worker will report, so settle it here
-            it.state, it.speed, it.eta = "cancelled", 0.0, None
+        # settled here, queued or running: the row is final at once and its worker slot goes
+        # to the next queued download; a running transfer stops on its own (its late result
+        # is ignored, the row is already final)
+        it.state, it.speed, it.eta = "cancelled", 0.0, None
+        it.error = None
+        self._pool.release((job.id, it.id))
 
     def _refresh_state_locked(self, job: Job) -> None:
         """Derive the job state from its items (once resolving is over)."""
@@ -757,6 +791,68 @@ class Coalescer:
                     self._flush(key)
                 except Exception:  # one bad flush must not stop the others
                     log.exception("flushing %s failed", key)
+
+
+class SlotPool:
+    """Runs tasks on daemon threads, at most ``size`` holding a slot at a time.
+
+    A task's slot is given back when it returns *or* when ``release(key)`` is called (a
+    cancelled download whose transfer is still winding down): the next queued task then
+    starts at once.  ``release`` of a queued task drops it.
+    """
+
+    def __init__(self, size: int, name: str):
+        self._size = max(1, int(size))
+        self._name = name
+        self._cond = threading.Lock()
+        self._queue: "collections.OrderedDict[Any, Tuple[Callable[..., Any], tuple]]" = collections.OrderedDict()
+        self._running: set = set()
+        self._closed = False
+        self._count = 0
+
+    @property
+    def active(self) -> int:
+        """Tasks holding a slot now."""
+        with self._cond:
+            return len(self._running)
+
+    def submit(self, key: Any, fn: Callable[..., Any], *args: Any) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("worker pool is shut down")
+            self._queue[key] = (fn, args)
+        self._fill()
+
+    def release(self, key: Any) -> None:
+        """Free ``key``'s slot now (running) or forget it (queued)."""
+        with self._cond:
+            self._queue.pop(key, None)
+            self._running.discard(key)
+        self._fill()
+
+    def shutdown(self, wait: bool = False) -> None:
+        with self._cond:
+            self._closed = True
+            self._queue.clear()
+
+    def _fill(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed or not self._queue or len(self._running) >= self._size:
+                    return
+                key, (fn, args) = self._queue.popitem(last=False)
+                self._running.add(key)
+                self._count += 1
+                n = self._count
+            threading.Thread(target=self._work, args=(key, fn, args), name=f"{self._name}-{n}", daemon=True).start()
+
+    def _work(self, key: Any, fn: Callable[..., Any], args: tuple) -> None:
+        try:
+            fn(*args)
+        except Exception:  # the task records its own failures; this is a last resort
+            log.exception("background task failed")
+        finally:
+            self.release(key)
 
 
 class WorkerPool:

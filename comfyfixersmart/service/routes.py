@@ -289,7 +289,11 @@ class FixerRoutes:
         workflow = require_workflow(body)
         min_confidence = optional_min_confidence(body)
         allow_pickle = optional_allow_pickle(body)
-        job = self.jobs.submit_fix(functools.partial(self._plan_fix, workflow, min_confidence, allow_pickle))
+        # refused before a job exists: a 3,000-name workflow gets a 413, not thousands of lookups
+        await asyncio.to_thread(self._check_reference_count, workflow)
+        cancel = threading.Event()
+        job = self.jobs.submit_fix(functools.partial(self._plan_fix, workflow, min_confidence, allow_pickle, cancel),
+                                   cancel=cancel)
         return web.json_response({"job_id": job["id"], "job": job}, status=202)
 
     @_guarded
@@ -360,14 +364,28 @@ class FixerRoutes:
             out["min_confidence"] = threshold
         return out
 
-    def _plan_fix(self, workflow: dict, min_confidence: Optional[float], allow_pickle: Any = None) -> PlanOutcome:
+    def _check_reference_count(self, workflow: dict) -> None:
+        """``RequestTooLargeError`` when the workflow names more models than ``max_references``."""
+        from ..core import merge_references
+        from ..scan import WorkflowScanner
+
+        config = self.effective_config()
+        data = WorkflowScanner(config).scan_data(workflow)
+        count = len(merge_references(data.model_references))
+        if count > config.max_references:
+            raise RequestTooLargeError(f"the workflow names {count} model files; at most {config.max_references} "
+                                       "per request (setting max_references)")
+
+    def _plan_fix(self, workflow: dict, min_confidence: Optional[float], allow_pickle: Any = None,
+                  cancel: Optional[threading.Event] = None) -> PlanOutcome:
         """Scan + resolve + choose, then validate each chosen download like a /download item.
-        A pickle format is planned only when ``allow_pickle`` (True or names) says so."""
+        A pickle format is planned only when ``allow_pickle`` (True or names) says so;
+        ``cancel`` (set by the job's Cancel) stops resolving between references."""
         config = self.effective_config()
         folders = self.folders()
         core = self.core_factory(config, folders)
         try:
-            analysis = core.analyze_data(workflow)
+            analysis = core.analyze_data(workflow, cancel=cancel)
             specs, failures = core.plan(analysis, self._threshold(config, min_confidence), allow_pickle=allow_pickle)
         finally:
             _close(core)
