@@ -40,7 +40,7 @@ from .errors import (
     ResolveCancelledError,
     WorkflowParseError,
 )
-from .folders import MODEL_FOLDERS, canonical_folder
+from .folders import MODEL_FOLDERS, UNKNOWN_FOLDER, canonical_folder
 from .inventory import EMBEDDING_EXTENSIONS
 from .pickles import (
     PICKLE_CONFIRMATION,
@@ -334,6 +334,12 @@ class ComfyFixerCore:
         for res in analysis.resolutions:
             ref = res.reference
             if ref.optional and not include_optional:
+                continue
+            if ref.expected_directory == UNKNOWN_FOLDER:
+                # a file goes where its loader lists it: never guess a folder to download into
+                failures.append(Failure(ref.filename, ref.expected_directory,
+                                        f"its folder is unknown (node type {ref.node_type!r}): "
+                                        "choose the folder by hand", "UnknownFolderError"))
                 continue
             chosen = res.choose(threshold)
             if chosen is None:

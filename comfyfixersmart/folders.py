@@ -8,7 +8,11 @@ spellings are accepted wherever a type is asked for.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+import re
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Sequence, Union
+
+from .errors import ValidationError
 
 #: Folder keys of ComfyUI v0.3.x ``folder_paths.folder_names_and_paths`` that hold models,
 #: followed by folders that popular custom nodes register.
@@ -61,6 +65,18 @@ CUSTOM_FOLDERS = (
 )
 
 MODEL_FOLDERS = CORE_FOLDERS + CUSTOM_FOLDERS
+
+#: Keys of ComfyUI's folder table that never hold models: nothing is ever written there.
+NON_MODEL_FOLDERS = frozenset({"custom_nodes", "output", "input", "temp", "download_model_base",
+                               "animatediff_video_formats"})
+
+#: The folder of a reference whose loader is unknown and whose folder could not be inferred.
+UNKNOWN_FOLDER = "unknown"
+
+# a folder key is one path component: letters, digits, '_', '-', '.', not starting with '.'/'-'
+_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+_WINDOWS_RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
+                               *(f"lpt{i}" for i in range(1, 10))})
 
 #: Legacy folder names -> current key (ComfyUI's ``folder_paths.map_legacy`` plus old aliases).
 LEGACY_FOLDERS: Dict[str, str] = {
@@ -143,6 +159,44 @@ def folder_for(type_or_folder: Optional[str]) -> Optional[str]:
     for folder in FOLDER_TO_TYPE:
         if folder.lower() == low:
             return folder
+    return None
+
+
+def check_folder_key(name: object) -> str:
+    """``name`` as a folder key (legacy names mapped) if it is well formed: one safe path
+    component (``background_removal``, ``LLM``...), not ``unknown`` and not a folder that never
+    holds models.  Any such key is valid: a key ComfyUI does not know lives in ``models/<key>``.
+    Raises ``ValidationError`` otherwise."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("a folder key must be a non-empty string such as 'checkpoints'")
+    key = canonical_folder(name.strip())
+    if not _KEY.match(key) or key.endswith(".") or key.split(".")[0].lower() in _WINDOWS_RESERVED:
+        raise ValidationError(f"{name!r} is not a folder key: use one folder name made of letters, "
+                              "digits, '_', '-' or '.' (such as 'checkpoints' or 'background_removal')")
+    # compared without case: on Windows and macOS ``CUSTOM_NODES`` is the same folder
+    if key.lower() in NON_MODEL_FOLDERS:
+        raise ValidationError(f"{key!r} does not hold models")
+    if key.lower() == UNKNOWN_FOLDER:
+        raise ValidationError("'unknown' is not a folder: choose the folder this model belongs in")
+    return key
+
+
+def folder_key_for(type_or_folder: object) -> str:
+    """Folder key for a model type name or a folder key, known (``lora`` -> ``loras``) or not
+    (``background_removal`` stays itself); ``ValidationError`` for a malformed name."""
+    if isinstance(type_or_folder, str):
+        known = folder_for(type_or_folder)
+        if known is not None:
+            return known
+    return check_folder_key(type_or_folder)
+
+
+def models_root_of(folders: Mapping[str, Sequence[Union[str, Path]]]) -> Optional[Path]:
+    """The ``models`` dir of a ComfyUI folder table: the parent of a key's ``models/<key>`` dir."""
+    for key, paths in folders.items():
+        for p in paths:
+            if Path(p).name == key:
+                return Path(p).parent
     return None
 
 

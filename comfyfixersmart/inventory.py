@@ -38,7 +38,7 @@ from .datamodel import ELSEWHERE, MISSING, PRESENT, ModelInfo, ModelReference
 from .errors import ConfigurationError, UnsafePathError, ValidationError
 from .extra_paths import comfyui_folder_paths, model_folders_only
 from .fileutils import save_json_file
-from .folders import canonical_folder, folder_for, type_for
+from .folders import canonical_folder, check_folder_key, folder_for, models_root_of, type_for
 from .hashing import FileKey, HashCache, normalize_sha256
 from .logs import get_logger
 from .security import safe_join, validate_relative_path
@@ -477,7 +477,9 @@ class ModelInventory:
         idx = self._index
         key = self._folder_key(idx, folder)
         if key is None:
-            key = validate_relative_path(str(folder), allow_subdirs=False)
+            # one safe path component (UnsafePathError otherwise), and a folder key: never
+            # 'unknown' or custom_nodes
+            key = check_folder_key(validate_relative_path(str(folder), allow_subdirs=False))
         roots = idx.folders.get(key) or []
         if roots:
             if not isinstance(root_index, int) or not -len(roots) <= root_index < len(roots):
@@ -647,13 +649,7 @@ def _reference_sha256(ref: ModelReference) -> Optional[str]:
         return None
 
 
-def _guess_models_root(folders: Mapping[str, Sequence[Path]]) -> Optional[Path]:
-    """The ``models`` dir of a ComfyUI folder table: parent of a key's ``models/<key>`` dir."""
-    for key, paths in folders.items():
-        for p in paths:
-            if Path(p).name == key:
-                return Path(p).parent
-    return None
+_guess_models_root = models_root_of
 
 
 __all__ = ["ModelInventory", "EMBEDDING_EXTENSIONS"]

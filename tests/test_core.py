@@ -239,3 +239,37 @@ def test_several_threads_share_one_core(fake_hub, tmp_path, world, config):
     assert (world.models / "vae" / "my_vae.safetensors").read_bytes() == MY_VAE
     assert fake_hub.request_count("/api/download/models/*", method="GET") == 1  # the shared LoRA, once
     assert not list(world.models.rglob("*.part*"))
+
+
+@pytest.mark.parametrize("widget,models_dir", [
+    ("mystery_weights.safetensors", None),  # no hint anywhere: folder unknown
+    ("mystery_weights.safetensors", "unknown"),  # metadata naming the "unknown" folder itself
+])
+def test_a_reference_of_unknown_folder_is_never_auto_downloaded(fake_hub, tmp_path, widget, models_dir):
+    """Even with a sure candidate (metadata URL + sha256), a file whose folder is not known is
+    left for the user to place: nothing is written, least of all into models/unknown."""
+    data = b"mystery weights"
+    fake_hub.add_hf_repo("acme/mystery", {"mystery_weights.safetensors": data}, downloads=10)
+    root = tmp_path / "ComfyUI"
+    (root / "models" / "checkpoints").mkdir(parents=True)
+    meta = {"name": widget, "hash": sha(data), "hash_type": "sha256",
+            "url": "https://huggingface.co/acme/mystery/resolve/main/mystery_weights.safetensors"}
+    if models_dir:
+        meta["directory"] = models_dir
+    wf = write_json(tmp_path / "wf.json", ui_workflow([node(1, "MysteryPackNode", ["opaque", widget])],
+                                                      models=[meta]))
+    config = config_for_hub(fake_hub, tmp_path, comfyui_root=root)
+    with ComfyFixerCore(config) as core:
+        analysis = core.analyze_workflows([wf])
+        [ref] = analysis.references
+        assert ref.expected_directory == "unknown" and ref.status == "missing"
+        specs, failures = core.plan(analysis, 0.5, include_optional=True)
+        assert specs == []
+        assert [f.error_type for f in failures] == ["UnknownFolderError"]
+        assert "choose the folder" in failures[0].reason
+        run = core.run([wf])
+    assert run.models_resolved == 0
+    assert not (root / "models" / "unknown").exists()
+    assert [p for p in root.rglob("*") if p.is_file()] == []
+    with pytest.raises(ValueError):  # the library's own target refuses it too
+        core.inventory.target_path("unknown", "x.safetensors")

@@ -243,7 +243,7 @@ async def test_hostile_download_file_names_are_400_and_create_nothing(api, fake_
 
 @pytest.mark.parametrize("directory,index", [
     ("../checkpoints", 0), ("checkpoints/../../", 0), ("custom_nodes", 0), ("CUSTOM_NODES", 0),
-    ("nope", 0), ("", 0), (None, 0), (["checkpoints"], 0), ("checkpoints", -1), ("checkpoints", 1),
+    ("unknown", 0), ("no pe", 0), ("background_removal", 1), ("", 0), (None, 0), (["checkpoints"], 0), ("checkpoints", -1), ("checkpoints", 1),
     ("checkpoints", 10**30), ("checkpoints", True), ("checkpoints", 0.5), ("checkpoints", "0"),
 ])
 async def test_bad_folders_and_indexes_are_400(api, fake_hub, directory, index):

@@ -184,7 +184,8 @@ async def test_too_large_body_is_413(api):
 @pytest.mark.parametrize("item,fragment", [
     ({"filename": "../../evil.safetensors", "directory": "checkpoints"}, "filename"),
     ({"filename": "x.safetensors", "directory": "custom_nodes"}, "directory"),
-    ({"filename": "x.safetensors", "directory": "nope"}, "directory"),
+    ({"filename": "x.safetensors", "directory": "no/pe"}, "directory"),
+    ({"filename": "x.safetensors", "directory": "unknown"}, "directory"),
     ({"filename": "x.safetensors", "directory": "checkpoints", "url": "https://evil.example/x.safetensors"}, "url"),
     ({"filename": "x.safetensors", "directory": "checkpoints", "url": "file:///etc/passwd"}, "url"),
     ({"filename": "x.safetensors", "directory": "checkpoints", "folder_index": 5}, "folder_index"),

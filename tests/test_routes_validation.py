@@ -64,10 +64,23 @@ def test_legacy_folder_names_are_mapped(folders, config):
     assert spec.directory == "diffusion_models"
 
 
-@pytest.mark.parametrize("directory", ["nope", "", None, 5, "custom_nodes"])
-def test_unknown_or_forbidden_folder_rejected(folders, config, directory):
+@pytest.mark.parametrize("directory", ["no/pe", "..", "../checkpoints", "unknown", "", None, 5, "custom_nodes",
+                                       "CUSTOM_NODES", "a b", "nul", "x.", "-rf", "\u212a", "x" * 101])
+def test_malformed_or_forbidden_folder_rejected(folders, config, directory):
     with pytest.raises(ValidationError):
         validate_download_item(item(directory=directory), folders, config)
+
+
+@pytest.mark.parametrize("key", ["background_removal", "geometry_estimation", "LLM", "frame_interpolation"])
+def test_a_folder_key_comfyui_does_not_list_goes_to_models_key(folders, config, key, tmp_path):
+    spec = validate_download_item(item(directory=key, filename="sub/net.safetensors"), folders, config)
+    assert spec.directory == key
+    assert spec.save_path == str(tmp_path / "models" / key / "sub" / "net.safetensors")
+
+
+def test_a_new_folder_key_needs_a_known_models_root(config, tmp_path):
+    with pytest.raises(ValidationError, match="no models folder"):
+        validate_download_item(item(directory="background_removal"), {"checkpoints": [str(tmp_path / "ckpts")]}, config)
 
 
 def test_folder_without_path_rejected(folders, config):

@@ -82,8 +82,14 @@ def test_model_type_accepts_type_names_and_folder_keys(fake_hub, hub_config):
             assert r.directory == "loras"
         (r,) = s.search("loras/style/ghostLora_v1.safetensors", model_type="lora")
         assert r.save_as == "loras/style/ghostLora_v1.safetensors"
-        with pytest.raises(ValidationError, match="unknown model type"):
-            s.search("x", model_type="spaceship")
+        # any well-formed folder key is a type (a key ComfyUI does not know lives in models/<key>)
+        fake_hub.add_civitai_model("Cutout Net", {"cutout_net_v2.safetensors": blob(11)}, type="Other")
+        for key in ("background_removal", "geometry_estimation", "frame_interpolation", "optical_flow"):
+            (r,) = s.search("cutout_net_v2.safetensors", model_type=key)
+            assert r.directory == key and r.model_type == key
+        for bad in ("../x", "a/b", "unknown", "custom_nodes", "con", "x" * 101, ".hidden", "a\\b", "t\tb"):
+            with pytest.raises(ValidationError):
+                s.search("x", model_type=bad)
         with pytest.raises(ValidationError):
             s.search("  ")
         with pytest.raises(ValidationError):

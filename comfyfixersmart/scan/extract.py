@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..datamodel import ModelLocation, ModelReference
 from ..errors import ComfyFixerError
-from ..folders import canonical_folder, type_for
+from ..folders import UNKNOWN_FOLDER, canonical_folder, type_for
 from ..security import validate_relative_path
 from . import graph as g
 from .loaders import FRONTEND_TYPES, LoaderSpec, LoaderTable
@@ -39,7 +39,6 @@ MAX_VISITS = 1_000_000
 MAX_LOCATIONS = 1000
 MAX_LINK_HOPS = 64
 FALLBACK_CONFIDENCE = 0.3
-UNKNOWN_FOLDER = "unknown"
 
 # (substring of the lower-cased input or node-type name, folder); first match wins
 _FOLDER_HINTS: Tuple[Tuple[str, str], ...] = (

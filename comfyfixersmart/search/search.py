@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Seque
 
 from ..datamodel import ModelDetails, ModelReference, Resolution, SearchResult
 from ..errors import APISearchError, ComfyFixerError, ValidationError
-from ..folders import canonical_folder, folder_for, type_for
+from ..folders import canonical_folder, folder_key_for, type_for
 from ..logs import get_logger
 from ..security import redact_text, validate_relative_path
 from . import names, ranking
@@ -140,10 +140,8 @@ class ModelSearch:
         query = query.strip()
         folder = None
         if model_type:
-            folder = folder_for(model_type)
-            if folder is None:
-                raise ValidationError(f"unknown model type {model_type!r}: use a type name (checkpoint, lora, vae...) "
-                                      "or a ComfyUI folder key (checkpoints, loras, diffusion_models...)")
+            # any well-formed folder key is a type: one ComfyUI does not know lives in models/<key>
+            folder = folder_key_for(model_type)
         save_as = None
         if names.has_model_extension(query):
             save_as = validate_relative_path(query)

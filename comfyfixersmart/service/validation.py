@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import HostNotAllowedError, UnsafePathError, ValidationError, WorkflowParseError
-from ..folders import canonical_folder
+from ..folders import canonical_folder, check_folder_key, models_root_of
 from ..security import check_url, redact_url, safe_join, validate_relative_path
 from ..pickles import is_pickle_name
 from ..settings import Config
@@ -134,17 +134,40 @@ def check_download_url(url: Any, config: Config, field: str = "url") -> str:
 
 def resolve_folder(directory: Any, folders: Folders, canonical: Callable[[str], str] = canonical_folder,
                    field: str = "directory") -> str:
-    """The folder key for ``directory`` (legacy names mapped): exactly a key of the model
-    folder table (never a path, never output/input/temp/custom_nodes), with a path."""
-    key = folder_key(directory, [k for k in folders if k not in FORBIDDEN_FOLDERS], canonical, field=field)
+    """The folder key for ``directory`` (legacy names mapped): a key of the model folder table
+    (never a path, never output/input/temp/custom_nodes) with a path, or any other
+    well-formed key, which lives in ``<models>/<key>`` (``folder_roots``)."""
+    usable = [k for k in folders if k not in FORBIDDEN_FOLDERS]
+    if isinstance(directory, str) and directory.strip():
+        name = directory.strip()
+        if name not in folders and canonical(name) not in folders and not any(c in name for c in "/\\:\0") \
+                and name.lower() not in FORBIDDEN_FOLDERS and canonical(name).lower() not in FORBIDDEN_FOLDERS:
+            try:
+                key = check_folder_key(name)
+            except ValidationError as exc:
+                raise ValidationError(f"{field}: {exc}") from None
+            if models_root_of(folders) is None:
+                raise ValidationError(f"{field}: no models folder known to create {key!r} in")
+            return key
+    key = folder_key(directory, usable, canonical, field=field)
     if not folders[key]:
         raise ValidationError(f"{field}: model folder {key!r} has no path configured")
     return key
 
 
+def folder_roots(folders: Folders, key: str) -> List[str]:
+    """The directories of folder ``key``; ``[<models>/<key>]`` for a key ComfyUI does not list."""
+    if key in folders:
+        return [str(p) for p in folders[key]]
+    root = models_root_of(folders)
+    if root is None:
+        raise ValidationError(f"no models folder known to create {key!r} in")
+    return [str(root / check_folder_key(key))]
+
+
 def target_path(folders: Folders, key: str, filename: str, folder_index: int = 0) -> Path:
     """Absolute path of ``filename`` in path ``folder_index`` of folder ``key`` (guarded)."""
-    roots = list(folders[key])
+    roots = folder_roots(folders, key)
     if not 0 <= folder_index < len(roots):
         raise ValidationError(f"folder_index {folder_index} is out of range: {key!r} has {len(roots)} path(s)")
     path = safe_join(roots[folder_index], filename)
