@@ -304,3 +304,16 @@ def test_cli_pickle_flags():
     assert _pickle_consent(args, None, False) is True
     args = build_parser().parse_args(["fix", "wf.json"])
     assert _pickle_consent(args, None, False) == set()
+
+
+async def test_a_folder_key_comfyui_does_not_list_is_accepted_into_models_key(api, root):
+    """Issue 9.4: any well-formed key is a model folder (``models/<key>``), but never a key ComfyUI
+    lists and we refused (``output_images`` above), nor a malformed one."""
+    item = {"filename": "sub/net.safetensors", "directory": "background_removal", "url": URL}
+    resp = await api.post("/comfyfixer/download", json={"items": [item]})
+    assert resp.status == 202, await resp.text()
+    job = (await resp.json())["job"]
+    assert job["items"][0]["save_path"] == str(root / "models" / "background_removal" / "sub" / "net.safetensors")
+    for directory in ("output_images", "unknown", "back ground", "bg/removal", "con", ".hidden"):
+        resp = await api.post("/comfyfixer/download", json={"items": [{**item, "directory": directory}]})
+        assert resp.status == 400, (directory, await resp.text())

@@ -36,6 +36,10 @@ class ComfyFolders:
             table[key] = paths
         return model_folder_table(table, self.protected_roots())
 
+    def known_keys(self) -> List[str]:
+        """Every key of ComfyUI's folder table, those refused as download targets included."""
+        return [str(k) for k in list(self._fp.folder_names_and_paths)]
+
     def protected_roots(self) -> List[str]:
         """ComfyUI's output, input and temp folders (``--output-directory`` etc. applied)
         and its custom_nodes folders: never a download target."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from aiohttp import web
 
@@ -211,6 +211,11 @@ class FixerRoutes:
         """The Config with the tokens and min_confidence stored from the panel applied."""
         return self.tokens.apply(self.base_config)
 
+    def known_folder_keys(self) -> Set[str]:
+        """Every folder key the provider knows, refused ones included (``known_keys()``)."""
+        fn = getattr(self._folders, "known_keys", None)
+        return set(fn()) if callable(fn) else set()
+
     def protected_roots(self) -> List[str]:
         """Real paths no file is written into: ComfyUI's output, input, temp and custom_nodes."""
         extra = list(self._protected()) if self._protected is not None else []
@@ -279,7 +284,8 @@ class FixerRoutes:
         body = await _read_json(request)
         config = self.effective_config()
         folders = await asyncio.to_thread(self.folders)
-        specs = validate_download_items(body.get("items"), folders, config, canonical=self._canonical)
+        specs = validate_download_items(body.get("items"), folders, config, canonical=self._canonical,
+                                        known=self.known_folder_keys())
         job = self.jobs.submit_download(specs)
         return web.json_response({"job_id": job["id"], "job": job}, status=202)
 
@@ -394,7 +400,8 @@ class FixerRoutes:
         for i, spec in enumerate(specs):
             try:
                 outcome.items.append(validate_download_item({**spec, "allow_pickle": True}, folders, config,
-                                                            canonical=self._canonical, where=f"plan[{i}]"))
+                                                            canonical=self._canonical, where=f"plan[{i}]",
+                                                            known=self.known_folder_keys()))
             except ComfyFixerError as exc:
                 outcome.unresolved.append({"key": spec.get("key"), "filename": spec.get("filename"),
                                            "directory": spec.get("directory"), "error": _item_error(exc)})

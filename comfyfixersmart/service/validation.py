@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import HostNotAllowedError, UnsafePathError, ValidationError, WorkflowParseError
@@ -133,14 +133,18 @@ def check_download_url(url: Any, config: Config, field: str = "url") -> str:
 
 
 def resolve_folder(directory: Any, folders: Folders, canonical: Callable[[str], str] = canonical_folder,
-                   field: str = "directory") -> str:
+                   field: str = "directory", known: Iterable[str] = ()) -> str:
     """The folder key for ``directory`` (legacy names mapped): a key of the model folder table
     (never a path, never output/input/temp/custom_nodes) with a path, or any other
-    well-formed key, which lives in ``<models>/<key>`` (``folder_roots``)."""
+    well-formed key, which lives in ``<models>/<key>`` (``folder_roots``).  ``known``: every key
+    ComfyUI lists, model folder or not; such a key is never redirected to ``<models>/<key>``
+    (ComfyUI would not look there, and it may have been refused for pointing at ``output``)."""
+    known = set(known)
     usable = [k for k in folders if k not in FORBIDDEN_FOLDERS]
     if isinstance(directory, str) and directory.strip():
         name = directory.strip()
-        if name not in folders and canonical(name) not in folders and not any(c in name for c in "/\\:\0") \
+        if name not in folders and canonical(name) not in folders and name not in known \
+                and canonical(name) not in known and not any(c in name for c in "/\\:\0") \
                 and name.lower() not in FORBIDDEN_FOLDERS and canonical(name).lower() not in FORBIDDEN_FOLDERS:
             try:
                 key = check_folder_key(name)
@@ -184,11 +188,12 @@ def validate_download_item(
     *,
     canonical: Callable[[str], str] = canonical_folder,
     where: str = "item",
+    known: Iterable[str] = (),
 ) -> DownloadItemSpec:
     """One ``{"filename", "directory", "url", "sha256"?, "size"?, "folder_index"?}`` object."""
     if not isinstance(raw, Mapping):
         raise ValidationError(f"{where} must be a JSON object")
-    key = resolve_folder(raw.get("directory"), folders, canonical, field=f"{where}.directory")
+    key = resolve_folder(raw.get("directory"), folders, canonical, field=f"{where}.directory", known=known)
     filename = raw.get("filename")
     try:
         filename = validate_relative_path(filename)
@@ -242,13 +247,15 @@ def validate_download_items(
     config: Config,
     *,
     canonical: Callable[[str], str] = canonical_folder,
+    known: Iterable[str] = (),
 ) -> List[DownloadItemSpec]:
     """Every item of a download request; all valid or a ``ValidationError`` naming the first bad one."""
     if not isinstance(raw_items, list) or not raw_items:
         raise ValidationError("'items' must be a non-empty list")
     if len(raw_items) > MAX_ITEMS:
         raise ValidationError(f"at most {MAX_ITEMS} items per request")
-    specs = [validate_download_item(raw, folders, config, canonical=canonical, where=f"items[{i}]")
+    known = set(known)
+    specs = [validate_download_item(raw, folders, config, canonical=canonical, where=f"items[{i}]", known=known)
              for i, raw in enumerate(raw_items)]
     seen: Dict[str, int] = {}
     for i, spec in enumerate(specs):
