@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-pickle-all", action="store_true",
                    help="download every pickle-format file without asking (they can run code when loaded)")
 
+    p = sub.add_parser("relink", help="make files found in another folder loadable where the nodes look "
+                                       "(no download)")
+    p.add_argument("path", metavar="WORKFLOW")
+    common(p)
+    p.add_argument("--mode", choices=("link", "move", "symlink"), default="link",
+                   help="link: hard link, else a verified copy (default); move: link or copy, then remove "
+                        "the old name; symlink: a symbolic link")
+
     p = sub.add_parser("annotate", help="write the resolved sources into a workflow (properties.models)")
     p.add_argument("path", metavar="WORKFLOW")
     p.add_argument("-o", "--output", required=True, metavar="OUT.json")
@@ -134,7 +142,8 @@ def _main(args: argparse.Namespace) -> int:
             comfyui_root=getattr(args, "comfyui_root", None),
             min_confidence=getattr(args, "min_confidence", None),
         )
-        handler = {"scan": _scan, "resolve": _resolve, "fix": _fix, "annotate": _annotate, "script": _script}
+        handler = {"scan": _scan, "resolve": _resolve, "fix": _fix, "annotate": _annotate, "script": _script,
+                   "relink": _relink}
         undo_file_log = _log_to_file(config) if args.command == "fix" else (lambda: None)
         try:
             return handler[args.command](args, config, out, err, stdout)
@@ -274,6 +283,36 @@ def _pickle_consent(args, out, interactive: bool):
         return Confirm.ask(f"Download {_esc(spec.get('filename'))} anyway?", console=out, default=False)
 
     return ask
+
+
+def _relink(args, config, out, err, stdout) -> int:
+    from .datamodel import ELSEWHERE
+    from .relink import relink_references
+
+    with _core(config) as core:
+        analysis = core.analyze_workflows([args.path], resolve=False)
+        elsewhere = [r for r in analysis.references if r.status == ELSEWHERE]
+        inventory = core.inventory
+        outcome = relink_references(elsewhere, inventory.folders, args.mode, hasher=inventory.sha256,
+                                    protected=core.protected_roots())
+    _print_read_errors(err, analysis.errors)
+    if args.json:
+        from .report import REPORT_VERSION
+
+        _dump(stdout, {"report_version": REPORT_VERSION, "relinked": outcome})
+    else:
+        if not outcome:
+            out.print("nothing to relink: no file of this workflow is in another folder")
+        for row in outcome:
+            if "result" in row:
+                res = row["result"]
+                out.print(f"[green]{_esc(res['mode'])}[/] {_esc(row['key'])} <- {_esc(_display_path(res['source']))}"
+                          f"  sha256 {_esc(res['sha256'][:12])}")
+            else:
+                out.print(f"[red]not relinked[/] {_esc(row['key'])}: {_esc(row['error']['message'])}")
+    if _fatal(analysis.errors) or not analysis.workflows:
+        return EXIT_ERROR
+    return EXIT_MISSING if any("error" in row for row in outcome) else EXIT_OK
 
 
 def _annotate(args, config, out, err, stdout) -> int:

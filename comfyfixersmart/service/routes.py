@@ -243,6 +243,7 @@ class FixerRoutes:
         routes.delete(f"{p}/jobs/{{job_id}}")(self.cancel_job)
         routes.post(f"{p}/jobs/{{job_id}}/items/{{item_id}}/cancel")(self.cancel_item)
         routes.post(f"{p}/jobs/{{job_id}}/items/{{item_id}}/retry")(self.retry_item)
+        routes.post(f"{p}/relink")(self.relink)
         routes.get(f"{p}/settings")(self.get_settings)
         routes.post(f"{p}/settings")(self.post_settings)
 
@@ -325,6 +326,31 @@ class FixerRoutes:
         _check_no_form(request)
         job = self.jobs.retry_item(_path_id(request, "job_id"), _path_id(request, "item_id"))
         return web.json_response(job)
+
+    @_guarded
+    async def relink(self, request: web.Request) -> web.Response:
+        """``{"source", "folder", "name", "mode"}`` -> ``{"path", "mode", "sha256", "folder", "name"}``:
+        an "elsewhere" file made loadable where the node looks, without a download."""
+        body = await _read_json(request)
+        unknown = sorted(set(body) - {"source", "folder", "name", "mode"})
+        if unknown:
+            raise ValidationError(f"unknown field {unknown[0][:40]!r}; accepted: source, folder, name, mode")
+        mode = body.get("mode", "link")
+        for field in ("source", "folder", "name"):
+            if not isinstance(body.get(field), str) or not body[field].strip():
+                raise ValidationError(f"{field} must be a non-empty string")
+        result = await asyncio.to_thread(self._relink, body["source"], body["folder"], body["name"], mode)
+        return web.json_response({"path": result.path, "mode": result.mode, "sha256": result.sha256,
+                                  "folder": result.folder, "name": result.name})
+
+    def _relink(self, source: str, folder: str, name: str, mode: Any):
+        from ..inventory import ModelInventory
+        from ..relink import relink_file
+
+        config = self.effective_config()
+        with ModelInventory(config) as hashes:  # the sha256 cache, no folder walk
+            return relink_file(source, self.folders(), folder, name, mode if isinstance(mode, str) else "",
+                               hasher=hashes.sha256, protected=self.protected_roots())
 
     @_guarded
     async def get_settings(self, request: web.Request) -> web.Response:
