@@ -68,19 +68,30 @@ def register(server_module: Optional[ModuleType] = None, folder_paths: Optional[
     if folder_paths is None:
         folder_paths = sys.modules.get("folder_paths") or importlib.import_module("folder_paths")
 
-    from ..service.routes import FixerRoutes
+    from ..service.routes import FixerRoutes, default_core_factory
     from .emitter import PromptServerEmitter
+    from .nodemap import LiveNodeMap
     from .paths import ComfyFolders
 
     folders = ComfyFolders(folder_paths)
+    base = comfyui_config(folder_paths, config)
+    # custom nodes are still loading now: the map is built on the first request, then again
+    # whenever the node set changes
+    node_map = LiveNodeMap(folder_paths, cache_dir=base.cache_dir if base.cache_enabled else None)
+
+    def core_factory(cfg: Config, table):
+        return default_core_factory(cfg, table, node_table=node_map.table())
+
     routes = FixerRoutes(
+        core_factory=core_factory,
         folders=folders,
         emit=PromptServerEmitter(instance),
-        config=comfyui_config(folder_paths, config),
+        config=base,
         canonical=folders.canonical,
         comfyui=True,
         protected=folders.protected_roots,
     )
+    routes.node_map = node_map
     routes.add_routes(instance.routes)
     setattr(instance, _ATTR, routes)
     log.info("ComfyFixerSmart routes registered under /comfyfixer/")

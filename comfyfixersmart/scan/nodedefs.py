@@ -39,6 +39,7 @@ _SEED_NAMES = frozenset({"seed", "noise_seed"})
 _UPLOAD_KEYS = frozenset({"image_upload", "video_upload", "audio_upload", "upload", "model_upload"})
 _WRAPPERS = frozenset({"sorted", "list", "tuple", "set", "reversed", "frozenset"})
 _MAX_DEPTH = 12
+_GFL = b"get_filename_list"
 #: a dict comprehension over ``range`` expands to at most this many inputs
 _MAX_EXPAND = 200
 
@@ -133,8 +134,11 @@ def read_source(text: Union[str, bytes], path: str = "<source>") -> FileDefs:
         tree = ast.parse(text, filename=path)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return FileDefs()
+    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    # walking every node for registrations costs more than the parse: only where they can be
+    registers = b"add_model_folder_path" in raw or b"folder_names_and_paths" in raw
     try:
-        return _FileReader(tree).read()
+        return _FileReader(tree, raw).read(registers)
     except RecursionError:
         return FileDefs()
 
@@ -197,8 +201,9 @@ def _walk_body(body: Sequence[ast.stmt]) -> Iterable[ast.stmt]:
 
 
 class _FileReader:
-    def __init__(self, tree: ast.Module):
+    def __init__(self, tree: ast.Module, raw: bytes = b""):
         self.tree = tree
+        self.lines = raw.split(b"\n") if raw else []
         self.classes: Dict[str, ast.ClassDef] = {}
         self.functions: Dict[str, ast.AST] = {}
         self.assigns: Dict[str, List[ast.expr]] = {}
@@ -208,7 +213,7 @@ class _FileReader:
         self._class_dicts: Dict[str, Optional[Tuple[_D, _Scope]]] = {}
 
     # -- module level ------------------------------------------------------------------
-    def read(self) -> FileDefs:
+    def read(self, registrations: bool = True) -> FileDefs:
         for stmt in _walk_body(self.tree.body):
             if isinstance(stmt, ast.ClassDef):
                 self.classes.setdefault(stmt.name, stmt)
@@ -230,11 +235,23 @@ class _FileReader:
                         self.fp_modules.add(alias.asname or alias.name)
                     elif (stmt.module or "").endswith("folder_paths") and alias.name.startswith("get_filename_list"):
                         self.gfl_names.add(alias.asname or alias.name)
-        self._read_registrations()
+        if registrations:
+            self._read_registrations()
         self._read_mappings()
+        # a class whose text neither lists files nor reaches a base's inputs has no folder
+        # input: skip evaluating its inputs (most classes), unless module-level code lists files
+        outside = not self.lines or any(
+            _GFL in self._text(stmt) for stmt in self.tree.body if not isinstance(stmt, ast.ClassDef))
         for name, node in self.classes.items():
-            self.out.classes[name] = self._read_class(node)
+            self.out.classes[name] = self._read_class(node, outside or any(
+                marker in self._text(node) for marker in (_GFL, b"INPUT_TYPES(", b"super(")))
         return self.out
+
+    def _text(self, node: Any) -> bytes:
+        start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
+        if not start or not end:
+            return _GFL  # unknown extent: treat as relevant
+        return b"\n".join(self.lines[start - 1:end])
 
     def _is_fp(self, node: Any) -> bool:
         """``folder_paths`` (or its alias) as an expression."""
@@ -348,17 +365,17 @@ class _FileReader:
             types.append(node_type)
 
     # -- classes -----------------------------------------------------------------------
-    def _read_class(self, node: ast.ClassDef) -> ClassDef:
+    def _read_class(self, node: ast.ClassDef, relevant: bool = True) -> ClassDef:
         bases = tuple(b for b in (_class_ref(b) for b in node.bases) if b)
         methods = {m.name: m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))}
         out = ClassDef(node.name, bases)
         if "define_schema" in methods:
-            node_id, items = self._v3(methods["define_schema"], node)
+            node_id, items = self._v3(methods["define_schema"], node, relevant)
             out.node_id = node_id
             if items is not None:
                 out.inputs = self._folder_inputs(items)
         if out.inputs is None and "INPUT_TYPES" in methods:
-            items = self._v1(methods["INPUT_TYPES"], node)
+            items = self._v1(methods["INPUT_TYPES"], node) if relevant else []
             out.inputs = self._folder_inputs(items if items is not None else [])
         return out
 
@@ -620,7 +637,8 @@ class _FileReader:
         return None
 
     # V3 -----------------------------------------------------------------------------
-    def _v3(self, func: Any, cls: ast.ClassDef) -> Tuple[Optional[str], Optional[List[Tuple[str, Any, bool]]]]:
+    def _v3(self, func: Any, cls: ast.ClassDef,
+            relevant: bool = True) -> Tuple[Optional[str], Optional[List[Tuple[str, Any, bool]]]]:
         scope = _Scope(func, cls)
         schema = None
         for stmt in _walk_body(func.body):
@@ -634,7 +652,7 @@ class _FileReader:
         kwargs = {kw.arg: kw.value for kw in schema.keywords if kw.arg}
         node_id = self._str(kwargs.get("node_id"), scope)
         inputs = kwargs.get("inputs")
-        if inputs is None:
+        if inputs is None or not relevant:
             return node_id, []
         elts = self._list_elts(inputs, scope, 0)
         if elts is None:

@@ -84,11 +84,15 @@ def source_groups(root: Path) -> List[Tuple[str, bool, List[Path]]]:
     return groups
 
 
-class _FileCache:
-    """path -> (mtime_ns, size, FileDefs json) of earlier readings, kept in one JSON file."""
+class FileCache:
+    """path -> (mtime_ns, size, FileDefs json) of earlier readings, kept in one JSON file.
 
-    def __init__(self, path: Optional[Path]):
+    Only files holding one of ``markers`` are parsed; one cache file per set of markers.
+    """
+
+    def __init__(self, path: Optional[Path], markers: Tuple[bytes, ...] = _MARKERS):
         self.path = path
+        self.markers = markers
         self.entries: Dict[str, Any] = {}
         self.dirty = False
         if path is not None:
@@ -118,7 +122,7 @@ class _FileCache:
                 data = file.read_bytes()
             except OSError:
                 data = b""
-            if any(m in data for m in _MARKERS):
+            if any(m in data for m in self.markers):
                 defs = read_source(data, str(file))
         self.entries[key] = [st.st_mtime_ns, st.st_size, None if defs is None else defs.to_json()]
         self.dirty = True
@@ -143,7 +147,7 @@ def read_root(root: os.PathLike | str, cache_dir: Optional[os.PathLike | str] = 
     """Read the node definitions of the ComfyUI folder ``root`` (cached in ``cache_dir``)."""
     root_path = Path(os.path.abspath(os.fspath(Path(root).expanduser())))
     with _lock:  # one reader of the cache file at a time in this process
-        cache = _FileCache(Path(cache_dir) / CACHE_NAME if cache_dir is not None else None)
+        cache = FileCache(Path(cache_dir) / CACHE_NAME if cache_dir is not None else None)
         out = RootDefs(NodeDefs())
         for name, is_core, files in source_groups(root_path):
             defs = collect(cache.read(f) for f in files)

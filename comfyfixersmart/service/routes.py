@@ -64,13 +64,18 @@ FoldersProvider = Callable[[], FolderTable]
 CoreFactory = Callable[[Config, FolderTable], Any]
 
 
-def default_core_factory(config: Config, folders: FolderTable):
-    """A ComfyFixerCore whose inventory is exactly ``folders`` (ComfyUI's table)."""
+def default_core_factory(config: Config, folders: FolderTable, node_table: Any = None):
+    """A ComfyFixerCore whose inventory is exactly ``folders`` (ComfyUI's table).
+
+    ``node_table`` is the loader map of the running ComfyUI (a ``LoaderTable``); without it the
+    scanner reads ``config.comfyui_root``'s sources, else uses the bundled table.
+    """
     from ..core import ComfyFixerCore
     from ..inventory import ModelInventory
+    from ..scan import WorkflowScanner
 
     inventory = ModelInventory(config).build_from_folders(folders)
-    return ComfyFixerCore(config, inventory=inventory)
+    return ComfyFixerCore(config, inventory=inventory, scanner=WorkflowScanner(config, node_table=node_table))
 
 
 def folders_from_root(config: Config) -> FoldersProvider:
