@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", help=_BACKENDS_HELP)
 
     p = sub.add_parser("fix", help="download every missing model that is found with confidence")
-    p.add_argument("paths", nargs="+", metavar="WORKFLOW")
+    p.add_argument("paths", nargs="*", metavar="WORKFLOW")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="download again the files whose last download failed (from the state database)")
     common(p)
     p.add_argument("--backends", help=_BACKENDS_HELP)
     p.add_argument("--dry-run", action="store_true", help="print the plan, download nothing")
@@ -221,6 +223,19 @@ def _resolve(args, config, out, err, stdout) -> int:
 def _fix(args, config, out, err, stdout) -> int:
     from .report import run_to_json
 
+    if not args.paths and not args.retry_failed:
+        err.print("[red]error:[/] name at least one WORKFLOW, or pass --retry-failed")
+        return EXIT_ERROR
+    if args.retry_failed:  # the files were chosen by an earlier run: no question
+        with _core(config) as core, _ProgressRenderer(out, quiet=args.json) as progress:
+            run = core.retry_failed(on_event=progress.on_event, dry_run=args.dry_run)
+        if args.json:
+            _dump(stdout, run_to_json(run))
+        else:
+            if not run.plan:
+                out.print("no failed download to retry")
+            _print_outcome(out, run)
+        return EXIT_MISSING if run.failures or (run.dry_run and run.plan) else EXIT_OK
     interactive = not args.json and sys.stdin.isatty()
     if not args.dry_run and not args.yes and not interactive:
         # decided before any work: a script must not sit on a prompt nobody sees

@@ -50,7 +50,7 @@ from .pickles import (
     offer_safetensors,
 )
 from .pickles import consent as _pickle_consent
-from .write_policy import REFUSED_KEYS, checked_target, folder_key, protected_roots
+from .write_policy import REFUSED_KEYS, checked_target, folder_key, overlaps_protected, protected_roots
 from .logs import get_logger
 from .security import redact_text, redact_url
 from .settings import Config, get_config
@@ -424,8 +424,6 @@ class ComfyFixerCore:
         """Refuse an ``--output-dir`` that is (or holds, or lies in) a protected ComfyUI folder."""
         if output_dir is None:
             return
-        from .write_policy import overlaps_protected
-
         hit = overlaps_protected(Path(output_dir).expanduser(), self.protected_roots())
         if hit is not None:
             raise ConfigurationError("output_dir", f"{output_dir} overlaps {hit}: files go only into model "
@@ -602,14 +600,60 @@ class ComfyFixerCore:
         if not dry_run and specs and (confirm is None or confirm(run)):
             results = self.download_models(specs, output_dir, on_event=on_event)
             run.downloads = results
-            for spec, result in zip(specs, results, strict=True):
-                if result.success:
-                    run.models_resolved += 1
-                else:
-                    run.failures.append(Failure(spec["filename"], spec["directory"],
-                                                result.error_message or "download failed", result.error_type))
-            if run.models_resolved and self._inventory is not None:
-                self._inventory.refresh()
+            self._account(run, specs, results)
+        run.duration = time.monotonic() - started
+        return run
+
+    def _account(self, run: WorkflowRun, specs: List[Dict[str, Any]], results: List[DownloadResult]) -> None:
+        """Count the outcomes into ``run``; failed downloads are recorded for ``retry_failed``."""
+        for spec, result in zip(specs, results, strict=True):
+            if result.success:
+                run.models_resolved += 1
+                continue
+            run.failures.append(Failure(spec["filename"], spec.get("directory") or "",
+                                        result.error_message or "download failed", result.error_type))
+            if result.error_type != _CANCELLED and spec.get("save_path") and spec.get("url"):
+                try:
+                    self.state.record_download(
+                        str(spec["filename"]), str(spec.get("source") or ""), str(spec.get("source_id") or ""),
+                        path=spec["save_path"], url=spec["url"], sha256=spec.get("sha256"), size=spec.get("size"),
+                        status="failed", directory=spec.get("directory"))
+                except Exception as exc:  # the history is a convenience; the run's report stands
+                    log.warning("could not record the failed download of %s: %s", spec["filename"], exc)
+        if run.models_resolved and self._inventory is not None:
+            self._inventory.refresh()
+
+    def failed_downloads(self) -> List[Dict[str, Any]]:
+        """Download specs of the files whose last recorded download failed and that are still
+        missing, inside this install's model folders (what ``comfyfixer fix --retry-failed`` runs)."""
+        latest: Dict[str, Any] = {}
+        for record in self.state.get_download_history():
+            if record.path:
+                latest[record.path] = record
+        roots = [os.path.realpath(os.fspath(p)) for paths in self.inventory.folders.values() for p in paths]
+        protected = self.protected_roots()
+        specs: List[Dict[str, Any]] = []
+        for path, record in latest.items():
+            if record.status != "failed" or not record.url or os.path.lexists(path):
+                continue
+            real_parent = os.path.realpath(os.path.dirname(path))
+            if not any(_within(real_parent, root) for root in roots) or overlaps_protected(real_parent, protected):
+                log.warning("not retrying %s: not inside a model folder of this install", path)
+                continue
+            specs.append({"key": record.filename, "url": record.url, "filename": record.filename,
+                          "save_path": path, "sha256": record.sha256, "size": record.size,
+                          "source": record.source, "source_id": record.source_id})
+        return specs
+
+    def retry_failed(self, *, on_event: Optional[EventCallback] = None, dry_run: bool = False) -> WorkflowRun:
+        """Download again the files whose last recorded download failed (see ``failed_downloads``)."""
+        started = time.monotonic()
+        specs = self.failed_downloads()
+        run = WorkflowRun(plan=specs, dry_run=dry_run, models_missing=len(specs))
+        if specs and not dry_run:
+            results = self.download_models(specs, on_event=on_event)
+            run.downloads = results
+            self._account(run, specs, results)
         run.duration = time.monotonic() - started
         return run
 
@@ -690,6 +734,13 @@ class ComfyFixerCore:
 
     def __exit__(self, *exc: Any) -> None:
         self.cleanup()
+
+
+def _within(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # another drive on Windows
+        return False
 
 
 class _Pacer:

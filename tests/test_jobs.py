@@ -62,7 +62,7 @@ def manager_factory(config):
     def factory(**kw):
         kw.setdefault("store", StateJobStore.from_config(config))
         kw.setdefault("emit", Events())
-        manager = JobManager(config, **kw)
+        manager = JobManager(kw.pop("config", config), **kw)
         manager.events = kw["emit"]
         made.append(manager)
         return manager
@@ -305,7 +305,8 @@ CHILD = textwrap.dedent("""
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
-def test_interrupted_job_is_reported_and_retry_resumes(server, models, config, manager_factory):
+@pytest.mark.parametrize("auto_resume", [True, False])
+def test_interrupted_job_resumes_by_itself_or_on_retry(server, models, config, manager_factory, auto_resume):
     data = payload(1_200_000, 12)
     server.add("/big.safetensors", data, rate=600_000)
     child = subprocess.Popen(
@@ -317,18 +318,44 @@ def test_interrupted_job_is_reported_and_retry_resumes(server, models, config, m
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
-    jobs = manager_factory()  # "ComfyUI restarted"
-    job = jobs.get(job_id)
-    assert job["state"] == "failed"
-    item = job["items"][0]
-    assert item["state"] == "failed" and item["error"]["type"] == "JobInterruptedError"
-    jobs.retry_item(job_id, "1")
-    assert jobs.wait_idle(20)
-    assert jobs.get(job_id)["state"] == "done"
+    jobs = manager_factory(config=config.replace(auto_resume=auto_resume))  # "ComfyUI restarted"
+    if auto_resume:
+        # no click: the item was queued again at start-up
+        assert jobs.wait_idle(30)
+        done = jobs.get(job_id)
+        assert done["state"] == "done" and done["items"][0]["error"] is None
+    else:
+        job = jobs.get(job_id)
+        assert job["state"] == "failed"
+        item = job["items"][0]
+        assert item["state"] == "failed" and item["error"]["type"] == "JobInterruptedError"
+        jobs.retry_item(job_id, "1")
+        assert jobs.wait_idle(20)
+        assert jobs.get(job_id)["state"] == "done"
     assert Path(models["checkpoints"][0], "big.safetensors").read_bytes() == data
-    # the retry continued from the .part file instead of starting over
+    # it continued from the .part file instead of starting over
     ranges = [r.header("Range") for r in server.requests_for("/big.safetensors") if r.method == "GET"]
     assert any(r and not r.startswith("bytes=0-") for r in ranges), ranges
+
+
+def test_retry_failed_reruns_every_failed_row(server, models, config, manager_factory):
+    good = payload(30_000, 21)
+    jobs = manager_factory()
+    job = jobs.submit_download([spec(server, models, config, "/late1.safetensors", "late1.safetensors"),
+                                spec(server, models, config, "/late2.safetensors", "late2.safetensors")])
+    other = jobs.submit_download([spec(server, models, config, "/late3.safetensors", "late3.safetensors")])
+    assert jobs.wait_idle(20)
+    assert jobs.get(job["id"])["summary"]["failed"] == 2  # 404: not there yet
+    for n in (1, 2, 3):
+        server.add(f"/late{n}.safetensors", good)
+    out = jobs.retry_failed(job["id"])
+    assert out["retried"] == 2 and [j["id"] for j in out["jobs"]] == [job["id"]]
+    assert jobs.wait_idle(20)
+    assert jobs.get(job["id"])["state"] == "done" and jobs.get(other["id"])["state"] == "failed"
+    out = jobs.retry_failed()  # all jobs
+    assert out["retried"] == 1 and [j["id"] for j in out["jobs"]] == [other["id"]]
+    assert jobs.wait_idle(20) and jobs.get(other["id"])["state"] == "done"
+    assert jobs.retry_failed()["retried"] == 0
 
 
 def test_existing_files_are_never_overwritten(server, models, config, manager_factory):

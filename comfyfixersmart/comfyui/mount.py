@@ -53,6 +53,28 @@ def comfyui_config(folder_paths: ModuleType, base: Optional[Config] = None) -> C
     return config.replace(**changes) if changes else config
 
 
+def _resume_on_startup(instance: Any, routes: Any) -> None:
+    """With ``auto_resume``, load the stored jobs when the server starts, so downloads cut
+    off by a restart resume without a click (nothing happens at registration itself)."""
+    if not routes.base_config.auto_resume:
+        return
+    app = getattr(instance, "app", None)
+    on_startup = getattr(app, "on_startup", None)
+    if on_startup is None or getattr(on_startup, "frozen", False):
+        log.info("ComfyFixerSmart: jobs resume when the panel is first used")
+        return
+
+    async def resume(_app: Any) -> None:
+        import asyncio
+
+        try:
+            await asyncio.to_thread(routes.start_jobs)
+        except Exception:  # the server must start whatever happened to the job history
+            log.exception("resuming ComfyFixerSmart jobs failed")
+
+    on_startup.append(resume)
+
+
 def register(server_module: Optional[ModuleType] = None, folder_paths: Optional[ModuleType] = None,
              *, config: Optional[Config] = None):
     """Add the ``/comfyfixer/`` routes to ``PromptServer.instance.routes``.
@@ -94,5 +116,6 @@ def register(server_module: Optional[ModuleType] = None, folder_paths: Optional[
     routes.node_map = node_map
     routes.add_routes(instance.routes)
     setattr(instance, _ATTR, routes)
+    _resume_on_startup(instance, routes)
     log.info("ComfyFixerSmart routes registered under /comfyfixer/")
     return routes

@@ -16,7 +16,8 @@ Updates cost O(1) per item change, whatever the size of the job:
   final state of a job is job-level, so it always goes out.
 
 Jobs found unfinished in the store at start-up (ComfyUI was restarted mid-download) are
-marked failed with a ``JobInterruptedError``; retrying an item resumes from its ``.part``.
+queued again and resume from their ``.part`` files (``Config.auto_resume``, default on);
+with it off they are marked failed with a ``JobInterruptedError`` and Retry resumes them.
 """
 
 from __future__ import annotations
@@ -365,6 +366,25 @@ class JobManager:
         self._start_item(job, it)
         return self.get(job_id)
 
+    def retry_failed(self, job_id: Optional[str] = None) -> Dict[str, Any]:
+        """Run every failed row again (of one job, or of all jobs) that has a download source;
+        returns ``{"retried": n, "jobs": [Job dicts of the jobs touched]}``."""
+        with self._lock:
+            self._check_open()
+            jobs = [self._job(job_id)] if job_id is not None else list(self._jobs.values())
+            wanted = [(job, it) for job in jobs for it in job.items if it.state == "failed" and it.url]
+        touched: Dict[str, None] = {}
+        retried = 0
+        for job, it in wanted:
+            try:
+                self.retry_item(job.id, it.id)
+            except JobConflictError:  # changed meanwhile (retried by another request)
+                continue
+            retried += 1
+            touched[job.id] = None
+        ids = list(touched) if job_id is None else [job_id]
+        return {"retried": retried, "jobs": [self.get(i) for i in ids]}
+
     def shutdown(self, wait: bool = False) -> None:
         """Cancel running downloads and stop the threads (ComfyUI exit, test teardown)."""
         with self._lock:
@@ -653,13 +673,20 @@ class JobManager:
             log.exception("emitting %s failed", event)
 
     def _recover(self) -> None:
-        """Load stored jobs; unfinished ones were cut off by a restart."""
+        """Load stored jobs; unfinished ones were cut off by a restart.  Their downloads are
+        queued again and resume from their ``.part`` files (``config.auto_resume``), or are
+        marked failed with ``JobInterruptedError`` (Retry resumes them)."""
         try:
             records = self._store.load(self._history_limit)
         except Exception:
             log.exception("could not load stored jobs")
             return
+        try:
+            resume = bool(self._config().auto_resume)
+        except Exception:  # a broken settings file must not lose the jobs
+            resume = False
         interrupted: List[Job] = []
+        to_start: List[Tuple[Job, JobItem]] = []
         for record in records:
             try:
                 job = Job.from_record(record)
@@ -670,8 +697,15 @@ class JobManager:
                 continue  # run by another live process sharing the state dir: not ours to show
             if record.get("interrupted") or any(it.state in ITEM_ACTIVE for it in job.items):
                 for it in job.items:
-                    if it.state in ITEM_ACTIVE:
-                        it.state, it.speed, it.eta = "failed", 0.0, None
+                    if it.state not in ITEM_ACTIVE:
+                        continue
+                    it.speed, it.eta = 0.0, None
+                    if resume and it.url and it.save_path and not job.cancel_requested:
+                        it.state, it.error = "queued", None
+                        self._cancel[(job.id, it.id)] = threading.Event()
+                        to_start.append((job, it))
+                    else:
+                        it.state = "failed"
                         it.error = {"type": "JobInterruptedError",
                                     "message": "interrupted by a restart; retry to resume the download"}
                 if not job.items and job.state not in JOB_FINAL:
@@ -683,6 +717,10 @@ class JobManager:
             self._jobs[job.id] = job
         for job in interrupted:
             self._changed(job)
+        if to_start:
+            log.info("resuming %d download(s) interrupted by a restart", len(to_start))
+        for job, it in to_start:
+            self._start_item(job, it)
 
     def _create(self, kind: str, items: List[JobItem]) -> Job:
         """A new job, stored first so that its id comes from the store."""
@@ -830,6 +868,25 @@ class SlotPool:
             self._running.discard(key)
         self._fill()
 
+    def retry_failed(self, job_id: Optional[str] = None) -> Dict[str, Any]:
+        """Run every failed row again (of one job, or of all jobs) that has a download source;
+        returns ``{"retried": n, "jobs": [Job dicts of the jobs touched]}``."""
+        with self._lock:
+            self._check_open()
+            jobs = [self._job(job_id)] if job_id is not None else list(self._jobs.values())
+            wanted = [(job, it) for job in jobs for it in job.items if it.state == "failed" and it.url]
+        touched: Dict[str, None] = {}
+        retried = 0
+        for job, it in wanted:
+            try:
+                self.retry_item(job.id, it.id)
+            except JobConflictError:  # changed meanwhile (retried by another request)
+                continue
+            retried += 1
+            touched[job.id] = None
+        ids = list(touched) if job_id is None else [job_id]
+        return {"retried": retried, "jobs": [self.get(i) for i in ids]}
+
     def shutdown(self, wait: bool = False) -> None:
         with self._cond:
             self._closed = True
@@ -874,6 +931,25 @@ class WorkerPool:
         if self._closed:
             raise RuntimeError("worker pool is shut down")
         self._queue.put((fn, args))
+
+    def retry_failed(self, job_id: Optional[str] = None) -> Dict[str, Any]:
+        """Run every failed row again (of one job, or of all jobs) that has a download source;
+        returns ``{"retried": n, "jobs": [Job dicts of the jobs touched]}``."""
+        with self._lock:
+            self._check_open()
+            jobs = [self._job(job_id)] if job_id is not None else list(self._jobs.values())
+            wanted = [(job, it) for job in jobs for it in job.items if it.state == "failed" and it.url]
+        touched: Dict[str, None] = {}
+        retried = 0
+        for job, it in wanted:
+            try:
+                self.retry_item(job.id, it.id)
+            except JobConflictError:  # changed meanwhile (retried by another request)
+                continue
+            retried += 1
+            touched[job.id] = None
+        ids = list(touched) if job_id is None else [job_id]
+        return {"retried": retried, "jobs": [self.get(i) for i in ids]}
 
     def shutdown(self, wait: bool = False) -> None:
         self._closed = True

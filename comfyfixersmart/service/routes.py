@@ -248,6 +248,8 @@ class FixerRoutes:
         routes.delete(f"{p}/jobs/{{job_id}}")(self.cancel_job)
         routes.post(f"{p}/jobs/{{job_id}}/items/{{item_id}}/cancel")(self.cancel_item)
         routes.post(f"{p}/jobs/{{job_id}}/items/{{item_id}}/retry")(self.retry_item)
+        routes.post(f"{p}/jobs/retry-failed")(self.retry_failed)
+        routes.post(f"{p}/jobs/{{job_id}}/retry-failed")(self.retry_failed)
         routes.post(f"{p}/relink")(self.relink)
         routes.get(f"{p}/settings")(self.get_settings)
         routes.post(f"{p}/settings")(self.post_settings)
@@ -331,6 +333,18 @@ class FixerRoutes:
         _check_no_form(request)
         job = self.jobs.retry_item(_path_id(request, "job_id"), _path_id(request, "item_id"))
         return web.json_response(job)
+
+    @_guarded
+    async def retry_failed(self, request: web.Request) -> web.Response:
+        """Every failed row of the job (or, without a job id, of all jobs) runs again."""
+        _check_no_form(request)
+        job_id = _path_id(request, "job_id") if "job_id" in request.match_info else None
+        return web.json_response(self.jobs.retry_failed(job_id))
+
+    def start_jobs(self) -> int:
+        """Load the stored jobs now (ComfyUI start-up): interrupted downloads resume at once
+        when ``auto_resume`` is on.  Returns how many jobs are known."""
+        return len(self.jobs.list())
 
     @_guarded
     async def relink(self, request: web.Request) -> web.Response:
