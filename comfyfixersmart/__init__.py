@@ -63,6 +63,7 @@ for _name in (
     "AuthRequiredError", "AccessDeniedError", "GatedRepoError", "EarlyAccessError",
     "NotFoundError", "DownloadError", "IntegrityError", "InsufficientSpaceError",
     "HostNotAllowedError", "FileExistsConflictError", "DownloadCancelledError", "StateError",
+    "DownloadStalledError", "NotAModelFileError",
     "JobNotFoundError", "JobConflictError", "JobInterruptedError", "RequestTooLargeError", "LowConfidenceError",
     "UnsupportedMediaTypeError",
 ):

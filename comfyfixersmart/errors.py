@@ -19,7 +19,9 @@
     │   ├── InsufficientSpaceError          not enough free disk for the file
     │   ├── HostNotAllowedError             URL host is not on the allow-list, or not http(s)
     │   ├── FileExistsConflictError         target exists and overwrite was not asked for
-    │   └── DownloadCancelledError          the user cancelled
+    │   ├── DownloadCancelledError          the user cancelled
+    │   ├── DownloadStalledError            no body bytes for stall_timeout s (after retries)
+    │   └── NotAModelFileError              an HTML/JSON page or a bad header instead of a model
     └── StateError                          the state database cannot be used
 
 Exceptions carry data as attributes (``status``, ``url``, ``path`` ...) so callers
@@ -180,6 +182,16 @@ class DownloadCancelledError(DownloadError):
     """The download was cancelled by the user."""
 
 
+class DownloadStalledError(DownloadError):
+    """The server sent no body bytes for ``stall_timeout`` seconds (retried with Range,
+    raised when the retries are used up)."""
+
+
+class NotAModelFileError(DownloadError):
+    """The server answered something that is not the model file asked for (an HTML login
+    or error page, a JSON message, a file whose header is not that of its format)."""
+
+
 class StateError(ComfyFixerError):
     """The state database cannot be opened or written."""
 
@@ -207,6 +219,8 @@ __all__ = [
     "HostNotAllowedError",
     "FileExistsConflictError",
     "DownloadCancelledError",
+    "DownloadStalledError",
+    "NotAModelFileError",
     "StateError",
 ]
 

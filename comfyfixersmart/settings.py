@@ -95,6 +95,8 @@ class Config:
     # downloads
     download_concurrency: int = 3
     download_timeout: int = 60
+    #: seconds a download body may send nothing before it is retried (resumed), then failed
+    stall_timeout: float = 30.0
     verify_downloads: bool = True
     download_segments: int = 4
     segment_min_size: int = 64 * 1024 * 1024
@@ -212,7 +214,7 @@ class Config:
         ):
             setattr(self, name, _as_int(name, getattr(self, name), low, high))
         for name, low, high in (("min_confidence", 0.0, 1.0), ("backoff_base", 0.0, 60.0), ("backoff_max", 0.0, 3600.0),
-                                ("hub_call_interval", 0.0, 60.0)):
+                                ("hub_call_interval", 0.0, 60.0), ("stall_timeout", 1.0, 24 * 3600.0)):
             setattr(self, name, _as_float(name, getattr(self, name), low, high))
         if self.proxy is not None:
             self.proxy = _as_http_url("proxy", self.proxy) if str(self.proxy).strip() else None

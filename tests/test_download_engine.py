@@ -199,8 +199,9 @@ def test_segmented_download_uses_parallel_ranges(server, make_config, dest):
     assert target.read_bytes() == data and leftovers(target) == []
     ranges = sorted(r.header("Range") for r in server.requests_for("/big.safetensors"))
     assert len(ranges) >= 4
+    # parallel bodies in flight prove the segments (a wall-clock bound would fail under load)
     assert server.max_active >= 3
-    assert elapsed < 0.9
+    assert elapsed < 30
 
 
 def test_segmented_resume_continues_each_segment(server, make_config, dest):

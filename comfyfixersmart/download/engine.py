@@ -30,6 +30,7 @@ from ..datamodel import DownloadResult
 from ..errors import (
     DownloadCancelledError,
     DownloadError,
+    DownloadStalledError,
     FileExistsConflictError,
     InsufficientSpaceError,
     IntegrityError,
@@ -37,7 +38,8 @@ from ..errors import (
 from ..logs import get_logger
 from ..security import check_url, redact_url
 from . import partfile
-from .http import BodyReader, Opened, TruncatedError, content_length, is_transient, open_url, parse_content_range
+from .http import (BodyReader, IdleRead, Opened, TruncatedError, content_length, is_transient, open_url,
+                   parse_content_range)
 from .partfile import PartInfo, Segment
 from .progress import ProgressReporter
 from .segments import ResourceChanged, SegmentJob, plan_segments, pwrite_all, run_segments
@@ -124,6 +126,7 @@ class Transfer:
         self.resumed_from = 0
         self._started = 0.0
         self._read_size = FIRST_READ
+        self._last_byte = 0.0
 
     # -- entry ------------------------------------------------------------------------
     def run(self) -> DownloadResult:
@@ -183,6 +186,7 @@ class Transfer:
             self.expected_sha256 = self.info.expected_sha256
         failures = 0
         restarts = 0
+        stalls = 0
         try:
             while True:
                 before = self.reporter.downloaded
@@ -198,8 +202,14 @@ class Transfer:
                 except Exception as exc:
                     if not is_transient(exc) or self.cancel.is_set():
                         raise
-                    # a connection that keeps making progress is not failing
+                    # a connection that keeps making progress is not failing; one that keeps
+                    # stalling is, whatever it sent in between
                     failures = 0 if self.reporter.downloaded > before else failures + 1
+                    stalls += isinstance(exc, DownloadStalledError)
+                    if stalls > self.config.http_retries:
+                        raise DownloadStalledError(
+                            f"{exc}; gave up after {stalls} attempts, each resumed where the last one "
+                            "stopped", url=redact_url(self.spec.url), path=self.target) from None
                     if failures > self.config.http_retries:
                         raise
                     delay = getattr(exc, "retry_after", None) or min(
@@ -333,6 +343,7 @@ class Transfer:
             if (self.expected_sha256 or self.config.verify_downloads) else None
         spare = bytearray(STREAM_BUFFER) if hasher is None else None
         body = BodyReader(opened, fallback_chunk=self.config.chunk_size)
+        self._last_byte = time.monotonic()
         writeback = _WriteBehind(self.fd, offset)
         pos = offset
         try:
@@ -375,9 +386,10 @@ class Transfer:
 
         Returns (bytes read, body ended, read failure).  A failure is returned rather than
         raised so the bytes received before it are written first.  The read size adapts so
-        one read takes FILL_SECONDS/16 to /4: one C-level call per buffer on a fast link
-        (TLS gives 16 KiB per socket read), small reads on a slow one so that progress and
-        cancel stay prompt and a timeout loses little.
+        one read takes FILL_SECONDS/16 to /4: big reads on a fast link, small ones on a
+        slow one so that progress stays prompt.  Reads return at least every
+        ``READ_TICK`` even when nothing arrives; ``stall_timeout`` seconds without a byte
+        end the attempt with ``DownloadStalledError`` (retried with Range).
         """
         view = memoryview(buf)
         size = len(view)
@@ -387,11 +399,23 @@ class Transfer:
         deadline = started + FILL_SECONDS
         try:
             while n < size:
-                got = body.readinto(view[n:n + step], whole=True)
+                try:
+                    # one recv per call: a timeout inside it loses nothing (a filling read
+                    # would lose what it had taken, and the connection with it)
+                    got = body.readinto(view[n:n + step])
+                except IdleRead:
+                    now = time.monotonic()
+                    if self.cancel.is_set() or (n and now >= deadline):
+                        break
+                    if now - self._last_byte >= self.config.stall_timeout:
+                        return n, False, self._stalled()
+                    started = now
+                    continue
                 if not got:
                     return n, True, None
                 n += got
                 now = time.monotonic()
+                self._last_byte = now
                 took, started = now - started, now
                 if took < FILL_SECONDS / 16:
                     step = min(size, step * 2)
@@ -404,6 +428,11 @@ class Transfer:
         finally:
             self._read_size = step
         return n, False, None
+
+    def _stalled(self) -> DownloadStalledError:
+        return DownloadStalledError(
+            f"{self.target.name}: the server sent no data for {self.config.stall_timeout:g} s "
+            "(stall_timeout)", url=redact_url(self.spec.url), path=self.target)
 
     def _write(self, chunk, pos: int) -> None:
         try:
@@ -455,6 +484,7 @@ class Transfer:
             fd=self.fd, info=info, cancel=self.cancel, advance=self.reporter.advance, checkpoint=checkpoint,
             chunk_size=self.config.chunk_size, retries=self.config.http_retries,
             backoff_base=self.config.backoff_base, backoff_max=self.config.backoff_max,
+            stall_timeout=self.config.stall_timeout,
         )
         try:
             try:

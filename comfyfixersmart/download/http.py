@@ -8,6 +8,7 @@ only to its own host, and caller-given credentials only to the first URL's origi
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import re
 import threading
@@ -25,6 +26,7 @@ from ..errors import (
     AuthRequiredError,
     DownloadCancelledError,
     DownloadError,
+    DownloadStalledError,
     EarlyAccessError,
     GatedRepoError,
     NotFoundError,
@@ -228,7 +230,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DownloadError) and type(exc) is DownloadError and (exc.status or 0) >= 500:
         return True
     if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                        TruncatedError)):
+                        TruncatedError, DownloadStalledError)):
         return True
     try:
         from urllib3.exceptions import HTTPError as Urllib3Error
@@ -242,6 +244,17 @@ def is_transient(exc: BaseException) -> bool:
 
 class TruncatedError(DownloadError):
     """The server closed the stream before the promised length (retried with Range)."""
+
+
+class IdleRead(Exception):
+    """Internal: no body byte arrived within ``READ_TICK``; nothing was lost, read again
+    (the caller checks its cancel flag and stall budget first)."""
+
+
+#: a body read returns (bytes or ``IdleRead``) at least this often, so cancel is noticed
+READ_TICK = 1.0
+#: no larger than the buffer of ``socket.makefile("rb")`` (http.client's reader)
+_IO_BUFFER = io.DEFAULT_BUFFER_SIZE
 
 
 # -- body --------------------------------------------------------------------------------
@@ -260,12 +273,15 @@ class BodyReader:
     ``TruncatedError``, which the engine retries with Range.
     """
 
-    def __init__(self, opened: Opened, *, fallback_chunk: int = 1 << 20):
+    def __init__(self, opened: Opened, *, fallback_chunk: int = 1 << 20, tick: Optional[float] = READ_TICK):
         self._opened = opened
         self._raw = opened.response.raw
         self._fallback_chunk = fallback_chunk
         self._http: Optional[http.client.HTTPResponse] = None
         self._stream = None
+        self._socket_io = None
+        #: the BufferedReader may hold body bytes (read with the headers, or left over)
+        self._maybe_buffered = True
         self._ended = False
         fp = getattr(self._raw, "_fp", None)
         encoding = (opened.headers.get("Content-Encoding") or "identity").strip().lower()
@@ -274,6 +290,14 @@ class BodyReader:
                 and hasattr(getattr(fp, "fp", None), "readinto1")):
             self._http = fp
             self._stream = fp.fp
+            io = getattr(fp.fp, "raw", None)
+            sock = getattr(io, "_sock", None)
+            if tick is not None and sock is not None and hasattr(io, "_timeout_occurred"):
+                # Short socket timeouts: a silent server cannot hold a read (and so a cancel)
+                # for the whole read timeout.  A timed-out recv read nothing, so the read is
+                # simply repeated (see _readinto_fast).
+                sock.settimeout(tick)
+                self._socket_io = io
 
     @property
     def fast(self) -> bool:
@@ -316,10 +340,28 @@ class BodyReader:
         left = resp.length
         if left is not None and len(view) > left:
             view = view[:left]
+        if self._maybe_buffered and len(view) > _IO_BUFFER:
+            # BufferedReader.readinto1 copies what it holds, then (for a view larger than its
+            # buffer) makes a raw read too; a timeout in that read would lose the copied
+            # bytes.  A view no larger than its buffer never reads after copying.
+            view = view[:_IO_BUFFER]
         if not len(view):
             n = 0
         else:
-            n = self._stream.readinto(view) if whole else self._stream.readinto1(view)
+            try:
+                n = self._stream.readinto(view) if whole else self._stream.readinto1(view)
+                # less than asked: the reader's buffer is empty, later reads go to the socket
+                self._maybe_buffered = n == len(view)
+            except TimeoutError:
+                if whole or self._socket_io is None:
+                    # a filling read may have taken bytes before the timeout: they are gone,
+                    # so this connection cannot go on (the engine resumes with Range)
+                    raise TruncatedError("no data within the read timeout during a buffered read",
+                                         url=redact_url(self._opened.url)) from None
+                # readinto1 made one recv, which timed out having read nothing: the stream is
+                # intact.  socket.SocketIO refuses reads after any timeout; re-arm it.
+                self._socket_io._timeout_occurred = False
+                raise IdleRead() from None
         if left is not None:
             # keep http.client's own count right, as its readinto would
             resp.length = left - n

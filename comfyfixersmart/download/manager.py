@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, List, Mapping, Optional, Set, Union
+from typing import Any, Callable, List, Mapping, Optional, Set, Tuple, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -32,6 +33,9 @@ from .verify import check_safetensors, parse_sha256, verify_file
 log = get_logger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: after a Ctrl-C, how long a batch waits for its downloads to stop (they notice within ~1 s)
+INTERRUPT_WAIT = 1.5
 
 
 class _Cancel:
@@ -170,11 +174,31 @@ class DownloadManager:
             raise ValidationError("models must be a list of dicts")
         if not models:
             return []
-        jobs: List[Callable[[], DownloadResult]] = [self._model_job(m, output_dir, on_event, job_id, overwrite)
-                                                    for m in models]
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(jobs)), thread_name_prefix="cfs-dl") as pool:
-            futures = [pool.submit(job) for job in jobs]
-            return [f.result() for f in futures]
+        jobs = [self._model_job(m, output_dir, on_event, job_id, overwrite) for m in models]
+        pool = ThreadPoolExecutor(max_workers=min(concurrency, len(jobs)), thread_name_prefix="cfs-dl")
+        futures = [pool.submit(run) for run, _active in jobs]
+        try:
+            # Waiting in slices on an Event keeps the calling thread where a KeyboardInterrupt
+            # lands at once; `with ThreadPoolExecutor` would join every worker first.
+            for future in futures:
+                while not _wait_future(future, 0.1):
+                    pass
+        except BaseException:
+            # an interruption (Ctrl-C) stops this batch but keeps its part files (resumable)
+            for _run, active in jobs:
+                if active is not None:
+                    self._cancel_active(active, keep_partial=True)
+            for future, (_run, active) in zip(futures, jobs):
+                if future.cancel() and active is not None:  # never started: unregister it here
+                    with self._lock:
+                        self._active.remove(active)
+            deadline = time.monotonic() + INTERRUPT_WAIT
+            for future in futures:
+                _wait_future(future, max(0.0, deadline - time.monotonic()))
+            pool.shutdown(wait=False)
+            raise
+        pool.shutdown(wait=True)
+        return [f.result() for f in futures]
 
     def cancel(self, key: Optional[PathLike] = None, *, keep_partial: bool = False) -> int:
         """Cancel the download of ``key`` (save path, item id or file name), or all when None.
@@ -185,10 +209,14 @@ class DownloadManager:
         with self._lock:
             for active in self._active:
                 if wanted is None or active.keys & wanted:
-                    active.cancel.keep_partial = keep_partial  # read by the engine when it stops
-                    active.cancel.set()
+                    self._cancel_active(active, keep_partial=keep_partial)
                     count += 1
         return count
+
+    @staticmethod
+    def _cancel_active(active: "_Active", *, keep_partial: bool) -> None:
+        active.cancel.keep_partial = keep_partial  # read by the engine when it stops
+        active.cancel.set()
 
     def generate_script(self, missing_models: List[Any], template: Optional[str] = None, *,
                         shell: str = "bash") -> str:
@@ -226,8 +254,9 @@ class DownloadManager:
             raise ValidationError("headers must map strings to single-line strings")
 
     def _model_job(self, model: Mapping[str, Any], output_dir: PathLike, on_event: Optional[EventCallback],
-                   job_id: Optional[str], overwrite: bool) -> Callable[[], DownloadResult]:
-        """Validate one model dict now; return the call that downloads it (or reports why not)."""
+                   job_id: Optional[str], overwrite: bool) -> Tuple[Callable[[], DownloadResult], Optional[_Active]]:
+        """Validate one model dict now; return the call that downloads it (or reports why not)
+        and its cancel registration (None when it failed validation)."""
         try:
             if not isinstance(model, Mapping):
                 raise ValidationError("each model must be a dict")
@@ -255,14 +284,14 @@ class DownloadManager:
         except (ComfyFixerError, TypeError) as exc:
             name = str(model.get("filename") or model.get("url") or "?") if isinstance(model, Mapping) else "?"
             failed = _failure_result(name, "", exc, None, 0.0)
-            return lambda: failed
+            return (lambda: failed), None
         item_id = None if model.get("item_id") is None else str(model["item_id"])
         # registered now, so cancel() reaches items still waiting for a worker
         active = self._register(target, item_id, rel, None)
-        return lambda: self._download(
+        return (lambda: self._download(
             url, target, None, sha, size, model.get("headers"), bool(model.get("overwrite", overwrite)), on_event,
             None, job_id, item_id, server_names=server_names,
-            source=model.get("source"), source_id=model.get("source_id"), rel_name=rel, active=active)
+            source=model.get("source"), source_id=model.get("source_id"), rel_name=rel, active=active)), active
 
     def _register(self, target: Path, item_id: Optional[str], rel_name: Optional[str],
                   cancel_event: Optional[threading.Event]) -> _Active:
@@ -381,6 +410,12 @@ def _check_working_name(target: Path) -> None:
     writing ``x.safetensors.part`` would clobber the half-done bytes of ``x.safetensors``."""
     if target.name.lower().endswith(_WORKING_SUFFIXES):
         raise UnsafePathError(f"{target.name!r} is the name of a download's working file; not a target")
+
+
+def _wait_future(future: Future, timeout: float) -> bool:
+    """True when ``future`` is done; waits at most ``timeout`` (interruptible)."""
+    done, _ = wait_futures([future], timeout=timeout)
+    return bool(done)
 
 
 def _is_folder(path: PathLike) -> bool:

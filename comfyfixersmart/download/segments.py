@@ -16,10 +16,10 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, List, Mapping, Optional
 
-from ..errors import DownloadCancelledError, DownloadError, HostNotAllowedError, ValidationError
+from ..errors import DownloadCancelledError, DownloadError, DownloadStalledError, HostNotAllowedError, ValidationError
 from ..logs import get_logger
 from ..security import redact_url
-from .http import Opened, TruncatedError, is_transient, open_url, parse_content_range
+from .http import BodyReader, IdleRead, Opened, TruncatedError, is_transient, open_url, parse_content_range
 from .partfile import PartInfo, Segment
 
 log = get_logger(__name__)
@@ -75,6 +75,8 @@ class SegmentJob:
     retries: int
     backoff_base: float
     backoff_max: float
+    #: seconds without a byte before a connection counts as stalled (then resumed)
+    stall_timeout: float = 30.0
 
 
 def run_segments(job: SegmentJob, first: Optional[Opened] = None) -> None:
@@ -151,7 +153,9 @@ def _fill(job: SegmentJob, seg: Segment, opened: Optional[Opened], lock: threadi
           stop: threading.Event) -> None:
     """Download ``seg`` to the end, reopening (with resume) after transient failures."""
     failures = 0
+    stalls = 0
     url = job.direct_url or job.url
+    view = memoryview(bytearray(job.chunk_size))
     while not seg.complete and not stop.is_set():
         progressed = False
         try:
@@ -160,25 +164,39 @@ def _fill(job: SegmentJob, seg: Segment, opened: Optional[Opened], lock: threadi
                                   range_start=seg.position, range_end=seg.end,
                                   if_range=job.info.validator, cancel=stop)
             _check_range_answer(job, seg, opened)
-            raw = opened.response.raw
+            body = BodyReader(opened, fallback_chunk=job.chunk_size)
+            last_byte = time.monotonic()
             while not stop.is_set():
                 with lock:
                     pos, want = seg.position, min(job.chunk_size, seg.end - seg.position + 1)
                 if want <= 0:
                     break
-                chunk = raw.read(want, decode_content=True)
-                if not chunk:
+                try:
+                    # one recv at a time: it returns at least every READ_TICK, so stop is seen
+                    got = body.readinto(view[:want])
+                except IdleRead:
+                    if time.monotonic() - last_byte >= job.stall_timeout:
+                        raise DownloadStalledError(
+                            f"the server sent no data for {job.stall_timeout:g} s (stall_timeout)",
+                            url=redact_url(job.url)) from None
+                    continue
+                if not got:
                     raise TruncatedError("connection closed early", url=redact_url(job.url))
-                pwrite_all(job.fd, chunk, pos)
+                last_byte = time.monotonic()
+                pwrite_all(job.fd, view[:got], pos)
                 with lock:
-                    seg.done += len(chunk)
-                job.advance(len(chunk))
+                    seg.done += got
+                job.advance(got)
                 progressed = True
         except (ResourceChanged, DownloadCancelledError, HostNotAllowedError, ValidationError, OSError) as exc:
             if isinstance(exc, (ResourceChanged, DownloadCancelledError, HostNotAllowedError)) \
                     or not is_transient(exc):
                 raise
             failures = 0 if progressed else failures + 1
+            stalls += isinstance(exc, DownloadStalledError)
+            if stalls > job.retries:
+                raise DownloadStalledError(f"{exc}; gave up after {stalls} attempts, each resumed where the "
+                                           "last one stopped", url=redact_url(job.url)) from None
             _backoff(job, failures, stop, exc)
         except Exception as exc:
             if url != job.url and getattr(exc, "status", None) in (401, 403, 404, 410):

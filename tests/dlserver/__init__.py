@@ -46,6 +46,9 @@ class Resource:
     drop_after: Optional[int] = None  # close the socket after this many body bytes...
     drops: int = 1  # ...for this many responses
     rate: Optional[float] = None  # bytes per second per connection
+    stall_after: Optional[int] = None  # go silent (socket open) after this many body bytes...
+    stalls: int = 1 << 30  # ...for this many responses (default: every one)
+    stall_for: float = 60.0  # ...for this long (or until the server stops), then close
     status: Optional[int] = None  # force this status (with ``body``)
     body: bytes = b""
     redirect: Optional[str] = None  # 302 to this URL (absolute or relative)
@@ -136,10 +139,14 @@ class _Handler(BaseHTTPRequestHandler):
         body_len = end - start + 1
         rec.status = status
         drop_at = None
+        stall_at = None
         with owner.lock:
             if res.drop_after is not None and res.drops > 0:
                 res.drops -= 1
                 drop_at = res.drop_after
+            if res.stall_after is not None and res.stalls > 0:
+                res.stalls -= 1
+                stall_at = res.stall_after
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -153,11 +160,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         owner._enter()
         try:
-            self._send_body(memoryview(data)[start:end + 1], res.rate, drop_at)
+            self._send_body(memoryview(data)[start:end + 1], res.rate, drop_at, stall_at, res.stall_for)
         finally:
             owner._leave()
 
-    def _send_body(self, view: memoryview, rate: Optional[float], drop_at: Optional[int]) -> None:
+    def _send_body(self, view: memoryview, rate: Optional[float], drop_at: Optional[int],
+                   stall_at: Optional[int] = None, stall_for: float = 60.0) -> None:
         sent = 0
         step = 64 * 1024 if rate else 1024 * 1024
         began = time.monotonic()
@@ -168,9 +176,18 @@ class _Handler(BaseHTTPRequestHandler):
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
+                if stall_at is not None and sent >= stall_at:
+                    # a stalled body: the connection stays open, nothing more comes
+                    self.wfile.flush()
+                    self.server.owner.stopping.wait(stall_for)
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 n = min(step, len(view) - sent)
                 if drop_at is not None:
                     n = min(n, drop_at - sent)
+                if stall_at is not None:
+                    n = min(n, stall_at - sent)
                 self.wfile.write(view[sent:sent + n])
                 sent += n
                 if rate and sent < len(view):  # no pause after the last byte: the body is complete
@@ -214,6 +231,8 @@ class FileServer:
         self.lock = threading.Lock()
         self.active = 0
         self.max_active = 0
+        #: set when the server stops: stalled responses end
+        self.stopping = threading.Event()
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -226,6 +245,7 @@ class FileServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
