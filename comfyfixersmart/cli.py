@@ -341,7 +341,7 @@ def _annotate(args, config, out, err, stdout) -> int:
         if analysis.errors:
             _print_read_errors(err, analysis.errors)
             return EXIT_ERROR
-        document = load_workflow(args.path)
+        document = load_workflow(args.path, max_bytes=config.max_workflow_bytes)
         sources = sources_from_analysis(analysis, core, core.threshold())
         annotated, count = annotate_workflow_with_count(document, sources, config=config)
     save_json_file(annotated, args.output)

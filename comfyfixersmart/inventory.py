@@ -6,18 +6,20 @@ ComfyUI ``build(comfyui_root)`` reads ``models/`` and ``extra_model_paths.yaml``
 
 A reference (folder key + relative path) is
 
-* ``present``   when one of its folder's directories holds that relative path (what
-  ComfyUI's ``folder_paths.get_full_path`` would find);
+* ``present``   when ComfyUI would load it: one of its folder's directories holds a regular
+  file (links followed) listed under exactly that relative path.  ComfyUI lists files with
+  ``os.walk`` and checks a widget's value with ``value in get_filename_list(key)``, character
+  for character, so ``model.safetensors`` is not ``Model.safetensors`` (even on Windows and
+  macOS) and an NFC name is not its NFD twin; sub-folder separators ``/`` and ``\\`` are alike.
+  FIFOs, devices and broken links are never present (``get_full_path`` needs ``isfile``);
 * ``elsewhere`` when a file of the same name sits in another sub-folder or folder, or a
   file already hashed has the reference's sha256: ``found_path`` = ``folder/rel/path`` and
   ``local_path`` tell where, so it can be linked or moved instead of downloaded;
 * ``missing``   otherwise.
 
-Case sensitivity: relative paths match exactly on case-sensitive file systems (Linux), and
-case-insensitively where the platform's default file system is (Windows, macOS), because
-that is what ``os.path.isfile`` inside ComfyUI will do there.  Override with
-``case_sensitive=``.  The ``elsewhere`` search by file name always ignores case (a
+The ``elsewhere`` search by file name ignores case and Unicode normalisation (a
 ``Model.safetensors`` is worth reporting for ``model.safetensors``), preferring exact case.
+``case_sensitive=`` is accepted for compatibility and no longer changes matching.
 
 Building avoids ``stat``: directory entries give the type for free, and size/mtime are read
 only when a ``ModelInfo`` is asked for.  sha256 sums are computed only on demand and cached
@@ -29,6 +31,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import unicodedata
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +44,7 @@ from .fileutils import save_json_file
 from .folders import canonical_folder, check_folder_key, folder_for, models_root_of, type_for
 from .hashing import FileKey, HashCache, normalize_sha256
 from .logs import get_logger
-from .security import safe_join, validate_relative_path
+from .security import exact_relative_path, safe_join, validate_relative_path
 from .settings import Config, get_config
 
 log = get_logger(__name__)
@@ -82,16 +85,13 @@ class _Index:
     ComfyUI).  File objects, the by-name and by-path indexes are built on first use.
     """
 
-    def __init__(self, folders: Dict[str, List[Path]], models_root: Optional[Path], case_sensitive: bool):
+    def __init__(self, folders: Dict[str, List[Path]], models_root: Optional[Path]):
         self.folders = folders
         self.models_root = models_root
-        self.case_sensitive = case_sensitive
         #: folder -> [(root dir, [rel paths])], in root order
         self.files: Dict[str, List[Tuple[str, List[str]]]] = {}
         #: folder -> folded rel -> index of the first root holding it
         self.by_rel: Dict[str, Dict[str, int]] = {}
-        #: case-insensitive mode only: folder -> folded rel -> rel as spelled on disk
-        self.spelling: Dict[str, Dict[str, str]] = {}
         self.built_at = 0.0
         self._entries: Dict[_Key, _Entry] = {}
         self._by_name: Optional[Dict[str, List[_Key]]] = None
@@ -101,35 +101,26 @@ class _Index:
     def add(self, folder: str, roots: List[Tuple[str, List[str]]]) -> None:
         self.files[folder] = roots
         rel_map: Dict[str, int] = {}
-        if self.case_sensitive:
-            for i in range(len(roots) - 1, -1, -1):  # reversed, so the first root wins
-                rel_map.update(dict.fromkeys(roots[i][1], i))
-        else:
-            spelled: Dict[str, str] = {}
-            for i in range(len(roots) - 1, -1, -1):
-                for rel in roots[i][1]:
-                    folded = rel.casefold()
-                    rel_map[folded] = i
-                    spelled[folded] = rel
-            self.spelling[folder] = spelled
+        # names are keys exactly as listed, on every platform: ComfyUI checks a widget's value
+        # with ``value in get_filename_list(key)``, so "model.safetensors" does not load
+        # "Model.safetensors" even where the filesystem would open it, nor an NFC name its
+        # NFD twin (such near misses are reported "elsewhere", to relink)
+        for i in range(len(roots) - 1, -1, -1):  # reversed, so the first root wins
+            rel_map.update(dict.fromkeys(roots[i][1], i))
         self.by_rel[folder] = rel_map
 
     def __len__(self) -> int:
         return sum(len(rels) for roots in self.files.values() for _root, rels in roots)
 
-    def fold(self, rel: str) -> str:
-        return rel if self.case_sensitive else rel.casefold()
-
     def lookup(self, folder: str, rel: str) -> Optional[_Entry]:
-        """The file ComfyUI would load for ``folder``/``rel``, or None."""
+        """The file ComfyUI would load for ``folder``/``rel`` (spelled exactly so), or None."""
         rel_map = self.by_rel.get(folder)
         if not rel_map:
             return None
-        folded = self.fold(rel)
-        i = rel_map.get(folded)
+        i = rel_map.get(rel)
         if i is None:
             return None
-        return self.entry((folder, i, rel if self.case_sensitive else self.spelling[folder][folded]))
+        return self.entry((folder, i, rel))
 
     def entry(self, key: _Key) -> _Entry:
         entry = self._entries.get(key)
@@ -149,13 +140,13 @@ class _Index:
 
     @property
     def by_name(self) -> Dict[str, List[_Key]]:
-        """casefolded base name -> files; built on first use."""
+        """base name folded (``name_fold``: case and Unicode form) -> files; built on first use."""
         if self._by_name is None:
             with self._lock:
                 if self._by_name is None:
                     index: Dict[str, List[_Key]] = {}
                     for key in self.keys():
-                        index.setdefault(key[2].rpartition("/")[2].casefold(), []).append(key)
+                        index.setdefault(name_fold(key[2].rpartition("/")[2]), []).append(key)
                     self._by_name = index
         return self._by_name
 
@@ -190,7 +181,7 @@ class ModelInventory:
         self.config = config if config is not None else get_config()
         self.case_sensitive = _platform_case_sensitive() if case_sensitive is None else bool(case_sensitive)
         self._extensions = frozenset(e.lower() for e in self.config.model_extensions)
-        self._index = _Index({}, None, self.case_sensitive)
+        self._index = _Index({}, None)
         self._source: Optional[Tuple[str, object]] = None
         self._hash_cache = hash_cache
         self._lock = threading.Lock()
@@ -249,7 +240,7 @@ class ModelInventory:
 
     def _scan(self, folders: Dict[str, List[Path]], models_root: Optional[Path]) -> _Index:
         started = time.perf_counter()
-        idx = _Index({k: list(v) for k, v in folders.items()}, models_root, self.case_sensitive)
+        idx = _Index({k: list(v) for k, v in folders.items()}, models_root)
         walked: Dict[str, List[str]] = {}  # the same dir under two keys is walked once
         for folder, roots in folders.items():
             found: List[Tuple[str, List[str]]] = []
@@ -307,7 +298,7 @@ class ModelInventory:
                             continue
                         if name.startswith("._"):  # macOS resource forks beside the real file
                             continue
-                        if e.is_symlink() and not e.is_file():  # a broken link
+                        if not e.is_file():  # FIFO, socket, device, broken link: never loadable
                             continue
                     except OSError:
                         continue
@@ -393,7 +384,7 @@ class ModelInventory:
             names += [base + ext for ext in EMBEDDING_EXTENSIONS]
         out: List[_Entry] = []
         for name in names:
-            found = [idx.entry(k) for k in idx.by_name.get(name.casefold(), ())]
+            found = [idx.entry(k) for k in idx.by_name.get(name_fold(name), ())]
             # exact case before other spellings
             out.extend(sorted(found, key=lambda e: e.rel.rpartition("/")[2] != name))
         return out
@@ -628,10 +619,16 @@ class ModelInventory:
         return entry.info
 
 
+def name_fold(name: str) -> str:
+    """A file name folded for "is this the same file, spelled otherwise?" (case, NFC/NFD)."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 def _clean_rel(filename: str) -> Optional[str]:
-    """A reference's file name as a safe '/' relative path, or None if it is hostile."""
+    """A reference's file name as a safe '/' relative path spelled as given (ComfyUI compares
+    names character for character), or None if it is hostile."""
     try:
-        return validate_relative_path(filename)
+        return exact_relative_path(filename)
     except UnsafePathError:
         return None
 

@@ -76,13 +76,25 @@ def validate_relative_path(name: str, *, allow_subdirs: bool = True) -> str:
     return result
 
 
+def exact_relative_path(name: str) -> str:
+    """``name`` as a safe ``a/b.ext`` path (``validate_relative_path``'s checks) *spelled as
+    given*: no Unicode normalisation.  ComfyUI compares a widget's value with the names
+    ``os.walk`` lists, character for character, so an NFD name and its NFC twin are two files;
+    only the separators are unified (``\\`` -> ``/``) and empty components dropped."""
+    safe = validate_relative_path(name)
+    parts = [p for p in name.strip().replace("\\", "/").split("/") if p]
+    spelled = "/".join(parts)
+    # the checks ran on the NFC form: keep the given spelling only when it is the same path
+    return spelled if unicodedata.normalize("NFC", spelled) == safe else safe
+
+
 def safe_join(root: os.PathLike | str, relative: str) -> Path:
     """``root / relative`` after validation, guaranteed to stay inside ``root``.
 
     Symlinks inside ``root`` that point outside are refused too (the check is done on the
     resolved path of the deepest existing ancestor).
     """
-    rel = validate_relative_path(relative)
+    rel = exact_relative_path(relative)  # a file saved under the name the workflow spells
     base = Path(root).expanduser().resolve()
     target = base.joinpath(*PurePosixPath(rel).parts)
     probe = target

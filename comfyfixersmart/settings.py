@@ -111,6 +111,10 @@ class Config:
     #: an http(s) proxy for every request to the hubs (None: the environment's, if any)
     proxy: Optional[str] = None
 
+    # scanning
+    #: largest workflow file (JSON, PNG, WebP) read from disk; bigger ones are refused
+    max_workflow_bytes: int = 64 * 1024 * 1024
+
     # search
     search_concurrency: int = 8
     min_confidence: float = 0.9
@@ -209,6 +213,7 @@ class Config:
             ("chunk_size", 4096, 64 << 20),
             ("search_concurrency", 1, 128),
             ("max_references", 1, 100000),
+            ("max_workflow_bytes", 1024, 1 << 34),
             ("http_retries", 0, 20),
             ("cache_ttl", 0, 365 * 24 * 3600),
         ):

@@ -241,14 +241,16 @@ def test_directory_models(make_config, comfy):
 
 # -- case sensitivity -------------------------------------------------------------------
 
-def test_case_sensitive_matching(make_config, comfy):
+@pytest.mark.parametrize("case_sensitive", [True, False, None])
+def test_names_match_exactly_as_comfyui_compares_them(make_config, comfy, case_sensitive):
+    """ComfyUI checks ``value in get_filename_list(key)``: another case is another name, on
+    every platform (the file is reported elsewhere, to relink)."""
     put(comfy / "models", "loras/MixedCase.safetensors")
-    strict = ModelInventory(make_config(), case_sensitive=True).build(comfy)
-    r = strict.check(ref("mixedcase.safetensors", "loras"))
+    inv = ModelInventory(make_config(), case_sensitive=case_sensitive).build(comfy)
+    r = inv.check(ref("mixedcase.safetensors", "loras"))
     assert (r.status, r.found_path) == (ELSEWHERE, "loras/MixedCase.safetensors")
-    loose = ModelInventory(make_config(), case_sensitive=False).build(comfy)
-    assert loose.check(ref("mixedcase.safetensors", "loras")).status == PRESENT
-    assert loose.check(ref("STYLE/DETAIL.safetensors", "loras")).status == PRESENT
+    assert inv.check(ref("MixedCase.safetensors", "loras")).status == PRESENT
+    assert inv.check(ref("STYLE/DETAIL.safetensors", "loras")).status != PRESENT
 
 
 def test_elsewhere_prefers_exact_case(make_config, comfy):

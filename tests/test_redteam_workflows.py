@@ -137,7 +137,8 @@ def test_many_proxy_widgets_pointing_anywhere(scanner):
     assert "loras/h.safetensors" in {r.key for r in data.model_references}
 
 
-def test_ten_megabyte_strings_everywhere(scanner, tmp_path):
+def test_ten_megabyte_strings_everywhere(make_config, tmp_path):
+    scanner = WorkflowScanner(make_config(max_workflow_bytes=128 << 20))  # the file is ~80 MB
     huge = "x" * (10 << 20)
     wf = {"nodes": [node(1, "CheckpointLoaderSimple", [huge + ".safetensors"]),
                     node(2, huge, [huge]), node(3, "LoraLoader", ["ok.safetensors"], title=huge)],

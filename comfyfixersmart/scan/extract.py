@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from ..datamodel import ModelLocation, ModelReference
 from ..errors import ComfyFixerError
 from ..folders import UNKNOWN_FOLDER, canonical_folder, type_for
-from ..security import validate_relative_path
+from ..security import exact_relative_path
 from . import graph as g
 from .loaders import FRONTEND_TYPES, LoaderSpec, LoaderTable
 from .metadata import ModelMeta, parse_models
@@ -673,7 +673,7 @@ def _node_id(value: Any) -> Any:
 def _checked_name(value: str) -> Tuple[Optional[str], Optional[str]]:
     # the same names recur across nodes and files: validate each distinct string once
     try:
-        return validate_relative_path(value.replace("\\", "/")), None
+        return exact_relative_path(value), None
     except ComfyFixerError as exc:
         return None, str(exc)
 

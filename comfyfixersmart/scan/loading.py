@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import Any, Dict, Iterable, Optional, Tuple, Union
 from ..errors import NotAWorkflowError, WorkflowParseError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: Refuse files larger than this (a 100,000-node graph is ~50 MB of JSON).
-MAX_FILE_BYTES = 512 * 1024 * 1024
+#: Default cap on a workflow file read from disk (``Config.max_workflow_bytes``; a
+#: 100,000-node graph is ~50 MB of JSON).
+MAX_FILE_BYTES = 64 * 1024 * 1024
 #: Cap on a decompressed zTXt/iTXt chunk: a zip bomb must not exhaust memory.
 MAX_TEXT_BYTES = 256 * 1024 * 1024
 
@@ -27,32 +29,75 @@ WORKFLOW_EXTENSIONS = (".json", ".png", ".webp")
 Source = Union[str, bytes, bytearray, memoryview]
 
 
-def load_workflow(path: os.PathLike | str) -> Dict[str, Any]:
+def load_workflow(path: os.PathLike | str, *, max_bytes: int = MAX_FILE_BYTES) -> Dict[str, Any]:
     """Read a workflow file (``.json``, ``.png``, ``.webp``) and return the graph dict.
 
     Images: the UI ``workflow`` is preferred, the API ``prompt`` is used when it is the only one.
     """
-    return load_workflow_ex(path)[0]
+    return load_workflow_ex(path, max_bytes=max_bytes)[0]
 
 
-def load_workflow_ex(path: os.PathLike | str) -> Tuple[Dict[str, Any], str]:
+def load_workflow_ex(path: os.PathLike | str, *, max_bytes: int = MAX_FILE_BYTES) -> Tuple[Dict[str, Any], str]:
     """Like ``load_workflow`` but also says where the graph came from (``json``, ``png:workflow``...)."""
     p = Path(path)
+    return parse_workflow_bytes(read_regular_file(p, max_bytes), p)
+
+
+#: open() flags: never block on a FIFO (opening one for reading waits for a writer), and
+#: no controlling terminal from a tty; both flags are absent on Windows, where neither applies
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+
+
+def read_regular_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path`` if it is a regular file (links followed) of at most ``max_bytes``.
+
+    FIFOs, sockets and devices (``/dev/zero`` behind a link named ``wf.json``) are refused
+    after an ``open`` that cannot block and before any read; the read stops at the cap even if
+    the file grows meanwhile.  Every failure is a ``WorkflowParseError``.
+    """
     try:
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise WorkflowParseError(p, f"file too large ({size} bytes)")
-        with open(p, "rb") as fh:
-            data = fh.read()
-    except WorkflowParseError:
-        raise
+        fd = os.open(path, _OPEN_FLAGS)
     except IsADirectoryError:
-        raise WorkflowParseError(p, "is a directory") from None
+        raise WorkflowParseError(path, "is a directory") from None
     except FileNotFoundError:
-        raise WorkflowParseError(p, "file not found") from None
+        raise WorkflowParseError(path, "file not found") from None
     except OSError as exc:
-        raise WorkflowParseError(p, f"cannot read file: {exc.strerror or exc}") from None
-    return parse_workflow_bytes(data, p)
+        raise WorkflowParseError(path, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise WorkflowParseError(path, "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise WorkflowParseError(path, f"not a regular file ({_kind(st.st_mode)}); only files are read")
+        if st.st_size > max_bytes:
+            raise WorkflowParseError(path, f"file too large ({st.st_size} bytes; the limit is {max_bytes}: "
+                                           "COMFYFIXER_MAX_WORKFLOW_BYTES)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        chunks = []
+        left = max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:
+            raise WorkflowParseError(path, f"file too large (grew beyond the limit of {max_bytes} bytes while read)")
+        return data
+    except OSError as exc:
+        raise WorkflowParseError(path, f"cannot read file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def parse_workflow_bytes(data: Source, path: Any = None) -> Tuple[Dict[str, Any], str]:

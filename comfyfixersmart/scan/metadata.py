@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 
 from ..errors import ComfyFixerError
 from ..folders import canonical_folder
-from ..security import check_url, validate_relative_path
+from ..security import check_url, exact_relative_path
 
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _HASH_LENGTHS = {"sha256": 64, "sha1": 40, "md5": 32, "blake3": 64, "autov2": 10, "crc32": 8}
@@ -45,7 +45,7 @@ def parse_models(value: Any, warnings: List[str], where: str) -> List[ModelMeta]
             warnings.append(f"{where}[{n}]: model entry without a name; ignored")
             continue
         try:
-            name = validate_relative_path(name)
+            name = exact_relative_path(name)
         except ComfyFixerError as exc:
             warnings.append(f"{where}[{n}]: unsafe model name ignored ({exc})")
             continue

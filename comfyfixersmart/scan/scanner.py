@@ -57,7 +57,7 @@ class WorkflowScanner:
     # -- public API -----------------------------------------------------------------------
     def scan_workflow(self, path: Union[str, os.PathLike]) -> WorkflowData:
         """Parse one workflow file; raises WorkflowParseError (path + reason) when unreadable."""
-        data, origin = load_workflow_ex(path)
+        data, origin = load_workflow_ex(path, max_bytes=self.config.max_workflow_bytes)
         return self._scan(data, str(path), origin)
 
     def scan_data(self, data: Union[Dict[str, Any], str, bytes], path: Optional[str] = None) -> WorkflowData:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import HostNotAllowedError, UnsafePathError, ValidationError, WorkflowParseError
 from ..folders import canonical_folder, check_folder_key, models_root_of
-from ..security import check_url, redact_url, safe_join, validate_relative_path
+from ..security import check_url, exact_relative_path, redact_url, safe_join
 from ..pickles import is_pickle_name
 from ..settings import Config
 from ..write_policy import REFUSED_KEYS, folder_key
@@ -196,7 +196,7 @@ def validate_download_item(
     key = resolve_folder(raw.get("directory"), folders, canonical, field=f"{where}.directory", known=known)
     filename = raw.get("filename")
     try:
-        filename = validate_relative_path(filename)
+        filename = exact_relative_path(filename)
     except UnsafePathError as exc:
         raise UnsafePathError(f"{where}.filename: {exc}") from None
     extensions = {e.lower() for e in config.model_extensions}
