@@ -280,7 +280,10 @@ async def test_delete_cancels_the_whole_job(api, fake_hub):  # noqa: F811
 
 async def test_settings_store_tokens_without_ever_returning_them(api, config):
     resp = await api.get("/comfyfixer/settings")
-    assert await resp.json() == {"civitai_token_set": False, "hf_token_set": False, "min_confidence": 0.9}
+    view = await resp.json()
+    assert {k: view[k] for k in ("civitai_token_set", "hf_token_set", "min_confidence")} == \
+        {"civitai_token_set": False, "hf_token_set": False, "min_confidence": 0.9}
+    assert not any("token" in k and not k.endswith("_set") for k in view)
     resp = await api.post("/comfyfixer/settings", json={"hf_token": TOKEN, "min_confidence": 0.95})
     assert resp.status == 200
     text = await resp.text()

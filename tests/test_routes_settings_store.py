@@ -16,7 +16,9 @@ from comfyfixersmart.service.tokens import TokenStore
 def test_empty_store_reports_config_values(make_config, tmp_path):
     config = make_config(min_confidence=0.95)
     store = TokenStore(tmp_path / "state")
-    assert store.public_view(config) == {"civitai_token_set": False, "hf_token_set": False, "min_confidence": 0.95}
+    view = store.public_view(config)
+    assert {k: view[k] for k in ("civitai_token_set", "hf_token_set", "min_confidence")} == \
+        {"civitai_token_set": False, "hf_token_set": False, "min_confidence": 0.95}
     assert store.apply(config) is config
 
 
@@ -31,7 +33,8 @@ def test_set_and_clear_tokens(make_config, tmp_path):
     secret = "civ_" + "x" * 28
     store.update({"civitai_token": secret, "min_confidence": 0.85})
     view = store.public_view(config)
-    assert view == {"civitai_token_set": True, "hf_token_set": False, "min_confidence": 0.85}
+    assert {k: view[k] for k in ("civitai_token_set", "hf_token_set", "min_confidence")} == \
+        {"civitai_token_set": True, "hf_token_set": False, "min_confidence": 0.85}
     assert secret not in json.dumps(view)
     assert store.apply(config).civitai_token == secret
     # a fresh store (server restart) reads the file

@@ -119,7 +119,9 @@ def open_url(
             stream=True,
             allow_redirects=False,
             timeout=(min(timeout, 30), timeout),
-            proxies=get_environ_proxies(current),
+            # the configured proxy (Config.proxy, set in the panel too), else the environment's
+            proxies=({"http": config.proxy, "https": config.proxy} if getattr(config, "proxy", None)
+                     else get_environ_proxies(current)),
         )
         _collect_hints(opened, resp)
         if resp.status_code in _REDIRECTS and resp.headers.get("Location"):

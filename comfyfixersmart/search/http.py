@@ -59,6 +59,9 @@ def make_session(config, pool_size: Optional[int] = None) -> requests.Session:
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    proxy = getattr(config, "proxy", None)
+    if proxy:  # Config.proxy (the panel's setting) over the environment's
+        session.proxies.update({"http": proxy, "https": proxy})
     return session
 
 

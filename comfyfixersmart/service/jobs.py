@@ -275,6 +275,8 @@ class JobManager:
         # job-level fields as last stored: a change of them is what makes an update job-level
         self._stored_head: Dict[str, Tuple[Any, ...]] = {}
         self._snapshots = Coalescer(snapshot_interval, self._flush_snapshot, "comfyfixer-events")
+        #: None: the pool follows ``download_concurrency`` (the panel may change it)
+        self._fixed_workers = max_workers
         workers = max_workers or self._config().download_concurrency
         # a cancelled row gives its slot back at once, even while its thread winds down
         self._pool = SlotPool(workers, "comfyfixer-download")
@@ -458,6 +460,11 @@ class JobManager:
             self._start_item(job, it)
 
     def _start_item(self, job: Job, it: JobItem) -> None:
+        if self._fixed_workers is None:
+            try:
+                self._pool.resize(self._config().download_concurrency)
+            except Exception:  # a broken settings file keeps the current size
+                log.warning("could not read download_concurrency; keeping %d workers", self._pool.size)
         try:
             self._pool.submit((job.id, it.id), self._run_item, job, it)
         except RuntimeError:  # pool shut down between the check and the submit
@@ -847,6 +854,16 @@ class SlotPool:
         self._running: set = set()
         self._closed = False
         self._count = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def resize(self, size: int) -> None:
+        """Change how many tasks may hold a slot (running ones are never stopped)."""
+        with self._cond:
+            self._size = max(1, int(size))
+        self._fill()
 
     @property
     def active(self) -> int:

@@ -41,7 +41,7 @@ from ..security import redact_text, redact_url
 from ..settings import Config, get_config
 from ..write_policy import model_folder_table, protected_roots
 from .jobs import Emit, JobManager, JobStore, PlanOutcome
-from .tokens import TokenStore
+from .tokens import SETTING_NAMES, TokenStore
 from .validation import (
     MAX_BODY_BYTES,
     check_id,
@@ -378,7 +378,7 @@ class FixerRoutes:
     @_guarded
     async def post_settings(self, request: web.Request) -> web.Response:
         body = await _read_json(request)
-        allowed = ("civitai_token", "hf_token", "min_confidence")
+        allowed = SETTING_NAMES
         unknown = sorted(set(body) - set(allowed))
         if unknown:
             raise ValidationError(f"unknown setting {unknown[0]!r}; accepted: {', '.join(allowed)}")
