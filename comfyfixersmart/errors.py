@@ -5,7 +5,8 @@
     ├── WorkflowParseError(ValueError)      a workflow file cannot be read (path + reason)
     │   └── NotAWorkflowError               valid JSON / image, but no workflow in it
     ├── ValidationError(ValueError)         input data (a request, a name, a URL) is unacceptable
-    │   └── UnsafePathError                 a file name would escape its folder
+    │   ├── UnsafePathError                 a file name would escape its folder
+    │   └── NotAFileUrlError                a pasted URL is a page, not a file (repo root, user, search)
     ├── APISearchError                      a search backend failed (status, url, server message)
     │   ├── NetworkError                    the host cannot be reached at all
     │   ├── RateLimitedError                429 after the retries (retry_after)
@@ -85,6 +86,15 @@ class ValidationError(ComfyFixerError, ValueError):
 
 class UnsafePathError(ValidationError):
     """A file name or path would leave the folder it must stay in."""
+
+
+class NotAFileUrlError(ValidationError):
+    """A pasted URL names a page that is not one file (a repo root, a folder, a user or search
+    page); ``url`` is the (redacted) URL."""
+
+    def __init__(self, message: str, *, url: Optional[str] = None):
+        self.url = url
+        super().__init__(message)
 
 
 class APISearchError(ComfyFixerError):
@@ -205,6 +215,7 @@ __all__ = [
     "NotAWorkflowError",
     "ValidationError",
     "UnsafePathError",
+    "NotAFileUrlError",
     "APISearchError",
     "NetworkError",
     "RateLimitedError",

@@ -130,6 +130,15 @@ class Config:
     cache_enabled: bool = True
     cache_ttl: int = 24 * 3600
 
+    # known-model index (comfyfixersmart/data/known_models.json, built by scripts/build_model_index.py)
+    #: use this index file instead of the bundled snapshot (and of any refreshed copy)
+    known_models_file: Optional[Path] = None
+    #: refresh the index from PyPI in the background, at most weekly.  Off for a Config built
+    #: in code (tests, library users); ``Config.load()`` (the CLI, ComfyUI) turns it on by default.
+    index_refresh: bool = False
+    #: where the refresh asks for the newest template/manager packages (PyPI's JSON API)
+    index_refresh_url: str = "https://pypi.org"
+
     user_agent: str = "ComfyFixerSmart/2.0.0 (+https://github.com/comfyfixersmart)"
 
     def __post_init__(self) -> None:
@@ -199,10 +208,12 @@ class Config:
             self.comfyui_root = _as_path("comfyui_root", self.comfyui_root)
         if self.loader_table_file is not None:
             self.loader_table_file = _as_path("loader_table_file", self.loader_table_file)
+        if self.known_models_file is not None:
+            self.known_models_file = _as_path("known_models_file", self.known_models_file)
         if isinstance(self.workflow_dirs, (str, os.PathLike)):
             self.workflow_dirs = [self.workflow_dirs]  # type: ignore[list-item]
         self.workflow_dirs = [_as_path("workflow_dirs", p) for p in self.workflow_dirs]
-        for name in ("civitai_base_url", "hf_endpoint"):
+        for name in ("civitai_base_url", "hf_endpoint", "index_refresh_url"):
             setattr(self, name, _as_http_url(name, getattr(self, name)))
         for name, low, high in (
             ("civitai_api_timeout", 1, 3600),
@@ -223,7 +234,8 @@ class Config:
             setattr(self, name, _as_float(name, getattr(self, name), low, high))
         if self.proxy is not None:
             self.proxy = _as_http_url("proxy", self.proxy) if str(self.proxy).strip() else None
-        for name in ("verify_downloads", "cache_enabled", "allow_pickle", "auto_resume", "embed_after_download"):
+        for name in ("verify_downloads", "cache_enabled", "allow_pickle", "auto_resume", "embed_after_download",
+                     "index_refresh"):
             setattr(self, name, _as_bool(name, getattr(self, name)))
         self.model_extensions = [_ext(e) for e in _as_list("model_extensions", self.model_extensions)]
         self.allowed_hosts = [h.strip().lower() for h in _as_list("allowed_hosts", self.allowed_hosts) if h.strip()]
@@ -255,7 +267,8 @@ class Config:
     ) -> "Config":
         """Build a Config from defaults < config file < environment < ``overrides``."""
         env = os.environ if env is None else env
-        values: Dict[str, Any] = {}
+        # the applications (CLI, ComfyUI) keep the known-model index fresh unless told not to
+        values: Dict[str, Any] = {"index_refresh": True}
         path = config_file or env.get("COMFYFIXER_CONFIG")
         default_path = _user_dir("config") / "config.toml"
         if path is None and default_path.is_file():

@@ -26,6 +26,8 @@ def _isolated_env(monkeypatch, tmp_path_factory):
     """No test reads the developer's tokens, config file or data dirs."""
     for var in ("CIVITAI_API_TOKEN", "CIVITAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "COMFYFIXER_CONFIG"):
         monkeypatch.delenv(var, raising=False)
+    # the known-model index refresh asks pypi.org: never from a test (subprocesses inherit this)
+    monkeypatch.setenv("COMFYFIXER_INDEX_REFRESH", "0")
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))

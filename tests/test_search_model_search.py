@@ -58,7 +58,7 @@ class CountingBackend:
 
 def test_backends_and_protocol(hub_config):
     with ModelSearch(hub_config) as s:
-        assert s.backends == ["workflow", "civitai", "huggingface"]
+        assert s.backends == ["index", "workflow", "civitai", "huggingface"]
         custom = CountingBackend()
         assert isinstance(custom, SearchBackend)
         s.add_backend(custom)

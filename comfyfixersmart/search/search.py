@@ -1,7 +1,8 @@
 """``ModelSearch``: ranked candidates for model files from the workflow itself, Civitai and
 Hugging Face, or any object implementing ``SearchBackend``.
 
-Resolving a reference asks the backends in order of evidence strength (``workflow``:
+Resolving a reference asks the backends in order of evidence strength (``index``: the
+known-model index of official templates and ComfyUI-Manager, its URL checked on the hub; ``workflow``:
 the URL/hash the workflow carries; ``civitai``: hash, then name; ``huggingface``: name,
 LFS sha256) and stops once a candidate is decisive (confidence >= 0.95).  The folder and
 file name to save under always come from the reference, never from the candidate.
@@ -23,11 +24,13 @@ from .cache import ResponseCache
 from .civitai import CivitaiBackend
 from .http import ApiClient
 from .huggingface import HuggingFaceBackend
+from .index_backend import IndexBackend
 from .workflow_backend import WorkflowBackend
 
 log = get_logger(__name__)
 
-BUILTIN_BACKENDS = ("workflow", "civitai", "huggingface")
+#: asked in this order: the known-model index first (official templates, ComfyUI-Manager's list)
+BUILTIN_BACKENDS = ("index", "workflow", "civitai", "huggingface")
 #: a candidate this sure ends the lookup: later backends are not asked
 DECISIVE = 0.95
 
@@ -59,7 +62,7 @@ BackendSpec = Union[str, SearchBackend]
 class ModelSearch:
     """Search and resolve model files across backends.
 
-    ``backends``: names of built-ins (``workflow``, ``civitai``, ``huggingface``; all by
+    ``backends``: names of built-ins (``index``, ``workflow``, ``civitai``, ``huggingface``; all by
     default) and/or SearchBackend objects, in the order they are asked.
     """
 
@@ -88,6 +91,14 @@ class ModelSearch:
             return CivitaiBackend(self.config, self.api)
         if name == "huggingface":
             return HuggingFaceBackend(self.config, self.api)
+        if name == "index":
+            civ = self._backends.get("civitai")
+            hf = self._backends.get("huggingface")
+            return IndexBackend(
+                self.config,
+                hf if isinstance(hf, HuggingFaceBackend) else HuggingFaceBackend(self.config, self.api),
+                civ if isinstance(civ, CivitaiBackend) else CivitaiBackend(self.config, self.api),
+            )
         if name == "workflow":
             civ = self._backends.get("civitai")
             hf = self._backends.get("huggingface")

@@ -246,6 +246,7 @@ def _server_env(base: Path, env: dict | None) -> dict:
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "DO_NOT_TRACK": "1",
         "TQDM_DISABLE": "1",
+        "COMFYFIXER_INDEX_REFRESH": "0",        # the known-model index refresh would ask pypi.org
     })
     for k, v in (env or {}).items():
         if v is None:
