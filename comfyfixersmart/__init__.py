@@ -65,7 +65,7 @@ for _name in (
     "HostNotAllowedError", "FileExistsConflictError", "DownloadCancelledError", "StateError",
     "DownloadStalledError", "NotAModelFileError",
     "JobNotFoundError", "JobConflictError", "JobInterruptedError", "RequestTooLargeError", "LowConfidenceError",
-    "UnsupportedMediaTypeError",
+    "UnsupportedMediaTypeError", "NotAFileUrlError",
 ):
     _EXPORTS[_name] = "errors"
 del _name

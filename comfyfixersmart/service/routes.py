@@ -37,6 +37,7 @@ from ..errors import (
 from ..folders import canonical_folder
 from ..logs import get_logger
 from ..pickles import PICKLE_CONFIRMATION
+from ..search.pasted import resolve_download_items
 from ..security import redact_text, redact_url
 from ..settings import Config, get_config
 from ..write_policy import model_folder_table, protected_roots
@@ -292,7 +293,9 @@ class FixerRoutes:
         body = await _read_json(request)
         config = self.effective_config()
         folders = await asyncio.to_thread(self.folders)
-        specs = validate_download_items(body.get("items"), folders, config, canonical=self._canonical,
+        # pasted hub pages (HF /blob/, hf.co, Civitai model pages) become download links first
+        items = await asyncio.to_thread(resolve_download_items, body.get("items"), config)
+        specs = validate_download_items(items, folders, config, canonical=self._canonical,
                                         known=self.known_folder_keys())
         job = self.jobs.submit_download(specs)
         return web.json_response({"job_id": job["id"], "job": job}, status=202)
