@@ -820,6 +820,10 @@ def _remove_part_if_idle(target: Path) -> bool:
             os.close(fd)
 
 
+#: extensions a file named by a ``<lora:>`` tag may take (the candidate's own is kept)
+_MODEL_EXTS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
+
+
 def _save_name(ref: ModelReference, chosen: SearchResult) -> str:
     """The reference's own name; an embedding named without extension (``embedding:name`` in a
     prompt) gets the candidate's extension: ComfyUI finds ``name.safetensors`` for it, but
@@ -827,15 +831,19 @@ def _save_name(ref: ModelReference, chosen: SearchResult) -> str:
     if chosen.metadata.get("alternative_of") and chosen.save_as:
         return chosen.save_as  # the safetensors version: saved under its own extension
     name = ref.filename
-    if canonical_folder(ref.expected_directory) != "embeddings":
+    embedding = canonical_folder(ref.expected_directory) == "embeddings"
+    # a ``<lora:name>`` tag names its file with or without the extension; ComfyUI lists only
+    # files with a model extension, so one saved as plain ``name`` would never load
+    if not embedding and ref.source != "lora_tag":
         return name
-    if any(name.lower().endswith(ext) for ext in EMBEDDING_EXTENSIONS):
+    exts = EMBEDDING_EXTENSIONS if embedding else _MODEL_EXTS
+    if any(name.lower().endswith(ext) for ext in exts):
         return name
     for source in (chosen.filename, urlsplit(chosen.download_url or "").path):
-        ext = next((e for e in EMBEDDING_EXTENSIONS if (source or "").lower().endswith(e)), None)
+        ext = next((e for e in exts if (source or "").lower().endswith(e)), None)
         if ext:
             return name + ext
-    return name
+    return name if embedding else name + ".safetensors"
 
 
 def _cancelled_result(spec: Dict[str, Any]) -> DownloadResult:

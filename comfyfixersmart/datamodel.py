@@ -125,6 +125,8 @@ class WorkflowData(_Serializable):
     metadata: Dict[str, Any] = field(default_factory=dict)
     format: str = "unknown"
     warnings: List[str] = field(default_factory=list)
+    #: names that need no file: ``<lora:>`` tags on nodes that do not apply them
+    informational_references: List[ModelReference] = field(default_factory=list)
 
 
 @dataclass

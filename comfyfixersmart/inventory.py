@@ -377,6 +377,25 @@ class ModelInventory:
                     break
         return entry
 
+    def _lookup_stem(self, idx: _Index, folder: str, rel: str) -> Optional[_Entry]:
+        """A ``<lora:name>`` tag's file: the nodes applying tags accept the name with or without
+        its extension (``add_detail`` loads ``add_detail.safetensors``, in a sub-folder too)."""
+        if self._has_model_ext(rel):
+            return None
+        for ext in (".safetensors", *sorted(self._extensions)):
+            entry = idx.lookup(folder, rel + ext)
+            if entry is not None:
+                return entry
+        base_only = "/" not in rel
+        for key in idx.keys(folder):
+            name = key[2]
+            stem, dot, ext = name.rpartition(".")
+            if not dot or "." + ext.lower() not in self._extensions:
+                continue
+            if stem == rel or (base_only and stem.rpartition("/")[2] == rel):
+                return idx.entry(key)
+        return None
+
     def _candidates_by_name(self, idx: _Index, rel: str, embedding: bool = False) -> List[_Entry]:
         base = rel.rpartition("/")[2]
         names = [base]
@@ -405,6 +424,8 @@ class ModelInventory:
         keys = [key] if key is not None else ([] if reference.expected_directory else list(idx.by_rel))
         for k in keys:
             entry = self._lookup_rel(idx, k, rel)
+            if entry is None and reference.source == "lora_tag":
+                entry = self._lookup_stem(idx, k, rel)
             if entry is not None:
                 reference.status, reference.local_path = PRESENT, entry.path
                 return reference

@@ -167,12 +167,13 @@ def test_custom_loader_shapes(scanner):
 def test_embeddings_and_lora_tags(scanner):
     text = "(embedding:EasyNegative:1.2), embedding:sub\\neg.pt, embedding:bad-hands-5. <lora:detail:0.6> <lora:x y>"
     wf = ui(node(1, "CLIPTextEncode", [text]), node(2, "MarkdownNote", ["embedding:Nope <lora:no:1>"]),
-            node(3, "Note", ["embedding:Nope2"]))
+            node(3, "Note", ["embedding:Nope2"]), node(4, "LoraTagLoader", ["<lora:detail:0.6> <lora:x y>"]))
     refs = by_key(scanner.extract_models(wf))
     assert set(refs) == {"embeddings/EasyNegative", "embeddings/sub/neg.pt", "embeddings/bad-hands-5",
                          "loras/detail", "loras/x y"}
     assert refs["embeddings/EasyNegative"].source == "embedding" and refs["embeddings/EasyNegative"].expected_type == "embedding"
     assert refs["loras/detail"].source == "lora_tag"
+    assert {loc.node_id for loc in refs["loras/detail"].locations} == {4}  # CLIPTextEncode ignores tags
 
 
 def test_unknown_node_fallback_and_mapping(make_config):

@@ -9,7 +9,10 @@ Sources and confidence:
   ``mapping``   0.9   ``Config.model_type_mapping`` node class -> folder
   ``metadata``  0.9/0.8  a ``properties.models`` / top-level ``models`` entry not matched to a widget
   ``embedding`` 0.9   ``embedding:NAME`` in prompt text
-  ``lora_tag``  0.8   ``<lora:NAME:w>`` in prompt text
+  ``lora_tag``  0.8   ``<lora:NAME:w>`` in the text of a node that applies such tags
+                      (``prompts.LORA_TAG_NODES``) or of a node feeding one; the same tag on any
+                      other node (core ``CLIPTextEncode`` reads it as words) is informational:
+                      ``Extraction.informational``, never required
   ``fallback``  0.3   a string ending in a model extension on a node no table knows; the folder is
                       guessed from the input / node-type name (``lora`` -> loras ...), else
                       ``unknown``.  A fallback hit whose filename is also found by a real loader is
@@ -30,7 +33,7 @@ from ..security import exact_relative_path
 from . import graph as g
 from .loaders import FRONTEND_TYPES, LoaderSpec, LoaderTable
 from .metadata import ModelMeta, parse_models
-from .prompts import find_embeddings, find_lora_tags
+from .prompts import LORA_TAG_NODES, find_embeddings, find_lora_tags
 
 MAX_DEPTH = 64
 #: Total node visits (subgraph instances expand their definition again): bounds adversarial fan-out.
@@ -119,6 +122,11 @@ class Extraction:
     node_types: set = field(default_factory=set)
     warnings: List[str] = field(default_factory=list)
     node_count: int = 0
+    #: ``<lora:>`` tags on nodes that do not apply them: shown, never required
+    informational: List[ModelReference] = field(default_factory=list)
+
+#: how far upstream a text may travel (through string nodes) into a node applying LoRA tags
+MAX_TAG_HOPS = 16
 
 
 class Extractor:
@@ -131,6 +139,9 @@ class Extractor:
         self.workflow_path = workflow_path
         self.refs: Dict[Tuple[str, str], ModelReference] = {}
         self.fallback: Dict[Tuple[str, str], ModelReference] = {}
+        self.info: Dict[Tuple[str, str], ModelReference] = {}
+        #: ids of the nodes (of the graph level being walked) whose ``<lora:>`` tags are applied
+        self._tag_nodes: set = set()
         self.out = Extraction()
         self._warned: set = set()
         self.visits = 0
@@ -164,6 +175,7 @@ class Extractor:
             self._walk_api(data)
         self._merge_fallback()
         self.out.references = sorted(self.refs.values(), key=lambda r: (r.expected_directory, r.filename))
+        self.out.informational = [r for key, r in sorted(self.info.items()) if key not in self.refs]
         return self.out
 
     def warn(self, message: str) -> None:
@@ -176,6 +188,17 @@ class Extractor:
         exts = self.exts
         table_get = self.table.specs.get
         nested: List[Tuple[dict, str, bool]] = []
+        saved_tag_nodes, self._tag_nodes = self._tag_nodes, _ui_tag_nodes(ctx.graph)
+        try:
+            self._walk_level(ctx, exts, table_get, nested)
+        finally:
+            self._tag_nodes = saved_tag_nodes
+        for node, sid, optional in nested:
+            if self.visits > MAX_VISITS:
+                return
+            self._enter_subgraph(ctx, node, sid, optional)
+
+    def _walk_level(self, ctx: _Ctx, exts, table_get, nested: List[Tuple[dict, str, bool]]) -> None:
         for node in ctx.graph.nodes:
             self.visits += 1
             if self.visits > MAX_VISITS:
@@ -217,10 +240,6 @@ class Extractor:
                 where = f"node {node.get('id')} properties.models"
                 for meta in parse_models(props.get("models"), self.out.warnings, where):
                     self._attach_meta(meta, node.get("id"), ntype, list(ctx.path), "properties.models", optional, 0.9)
-        for node, sid, optional in nested:
-            if self.visits > MAX_VISITS:
-                return
-            self._enter_subgraph(ctx, node, sid, optional)
 
     def _enter_subgraph(self, ctx: _Ctx, node: dict, sid: str, optional: bool) -> None:
         if sid in ctx.stack:
@@ -466,6 +485,7 @@ class Extractor:
     # -- API prompts ----------------------------------------------------------------------
     def _walk_api(self, data: Dict[str, Any]) -> None:
         table_get = self.table.specs.get
+        self._tag_nodes = _api_tag_nodes(data)
         for key, node in data.items():
             self.visits += 1
             if not isinstance(node, dict):
@@ -493,7 +513,7 @@ class Extractor:
             if ntype not in g.NOTE_TYPES:
                 for name, value in inputs.items():
                     if isinstance(value, str):
-                        self._text(value, key, ntype, f"inputs.{name}", [], False)
+                        self._text(value, key, ntype, f"inputs.{name}", [], False, _hashable_id(key))
 
     def _api_spec(self, data: Dict[str, Any], key: str, node: dict, ntype: str, inputs: dict,
                   spec: LoaderSpec) -> None:
@@ -540,20 +560,37 @@ class Extractor:
         items, fmt = widgets
         for k, v in items:
             if isinstance(v, str) and ":" in v:
-                self._text(v, node.get("id"), ntype, fmt.format(k), list(ctx.path), optional)
+                self._text(v, node.get("id"), ntype, fmt.format(k), list(ctx.path), optional,
+                           _hashable_id(node.get("id")))
 
-    def _text(self, text: str, node_id: Any, ntype: str, where: str, path: List[Any], optional: bool) -> None:
+    def _text(self, text: str, node_id: Any, ntype: str, where: str, path: List[Any], optional: bool,
+              graph_id: Any = None) -> None:
         for name in find_embeddings(text):
             safe = self._safe_name(name)
             if safe is not None:
                 loc = ModelLocation(_node_id(node_id), ntype, f"{where} (prompt text)", path, optional)
                 self._add("embeddings", safe, ntype, node_id, path, [loc], {"text": f"embedding:{name}"},
                           "embedding", 0.9)
+        applied = None
         for name, tag in find_lora_tags(text):
             safe = self._safe_name(name)
-            if safe is not None:
+            if safe is None:
+                continue
+            if applied is None:
+                applied = ntype in LORA_TAG_NODES or graph_id in self._tag_nodes
+            if applied:
                 loc = ModelLocation(_node_id(node_id), ntype, f"{where} (lora tag)", path, optional)
                 self._add("loras", safe, ntype, node_id, path, [loc], {"text": tag}, "lora_tag", 0.8)
+            elif len(self.info) < MAX_LOCATIONS:
+                # a node that does not apply tags (CLIPTextEncode encodes them as words)
+                loc = ModelLocation(_node_id(node_id), ntype, f"{where} (lora tag, not applied)", path, True)
+                key = ("loras", safe)
+                if key not in self.info:
+                    self.info[key] = ModelReference(
+                        filename=safe, node_type=ntype, expected_type="lora", expected_directory="loras",
+                        widget_values={"text": tag}, node_id=_node_id(node_id), subgraph_path=list(path),
+                        optional=True, confidence=0.0, source="lora_tag_ignored", locations=[loc],
+                        workflow_path=self.workflow_path)
 
     # -- files and references -------------------------------------------------------------
     def _files(self, spec: LoaderSpec, value: Any) -> Optional[List[Tuple[str, str]]]:
@@ -727,6 +764,65 @@ def _api_follow(data: Dict[str, Any], link: list) -> Tuple[Any, Tuple[Any, str, 
             continue
         return _MISSING, ("", "", "")
     return _MISSING, ("", "", "")
+
+
+def _hashable_id(value: Any) -> Any:
+    try:
+        return g.hashable(value)
+    except TypeError:
+        return None
+
+
+def _ui_tag_nodes(graph: g.UIGraph) -> set:
+    """Ids of the nodes of one UI graph level whose ``<lora:>`` tags get applied: the nodes
+    that apply tags, and every node upstream of them (a text node wired into one)."""
+    start = [n for n in graph.nodes if isinstance(n, dict) and n.get("type") in LORA_TAG_NODES]
+    if not start:
+        return set()
+    seen: set = set()
+    frontier = start
+    for _ in range(MAX_TAG_HOPS):
+        nxt = []
+        for node in frontier:
+            nid = _hashable_id(node.get("id"))
+            if nid is None or nid in seen:
+                continue
+            seen.add(nid)
+            inputs = node.get("inputs")
+            for inp in inputs if isinstance(inputs, list) else ():
+                link = inp.get("link") if isinstance(inp, dict) else None
+                if link is None or isinstance(link, (list, dict, bool)):
+                    continue
+                origin = graph.link(link)
+                upstream = graph.node(origin[0]) if origin is not None else None
+                if upstream is not None:
+                    nxt.append(upstream)
+        if not nxt:
+            break
+        frontier = nxt
+    return seen
+
+
+def _api_tag_nodes(data: Dict[str, Any]) -> set:
+    """The same for an API prompt (links are ``[node id, slot]`` input values)."""
+    frontier = [k for k, n in data.items() if isinstance(n, dict) and n.get("class_type") in LORA_TAG_NODES]
+    seen: set = set()
+    for _ in range(MAX_TAG_HOPS):
+        nxt = []
+        for key in frontier:
+            if key in seen:
+                continue
+            seen.add(key)
+            node = data.get(key)
+            inputs = node.get("inputs") if isinstance(node, dict) else None
+            for value in inputs.values() if isinstance(inputs, dict) else ():
+                if isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)) \
+                        and not isinstance(value[0], bool) and str(value[0]) in data:
+                    nxt.append(str(value[0]))
+        if not nxt:
+            break
+        frontier = nxt
+    return {_hashable_id(k) for k in seen}
 
 
 def _widget_items(values: Any) -> Optional[Tuple[Iterable[Tuple[Any, Any]], str]]:

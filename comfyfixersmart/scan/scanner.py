@@ -148,6 +148,7 @@ class WorkflowScanner:
             metadata=metadata,
             format=fmt,
             warnings=result.warnings,
+            informational_references=result.informational,
         )
 
 
