@@ -380,14 +380,19 @@ def _script(args, config, out, err, stdout) -> int:
 # -- rendering -----------------------------------------------------------------------------
 
 def _esc(value: Any) -> str:
-    """Untrusted text as rich markup that prints literally, secrets removed."""
+    """Untrusted text as rich markup that prints literally: secrets removed, and no escape
+    sequence, control or bidi character (a workflow's strings must not drive the terminal)."""
     from rich.markup import escape
 
-    return escape(redact_text(str(value)))
+    from .textsafe import strip_controls
+
+    return escape(strip_controls(redact_text(str(value))))
 
 
 def _dump(stdout, data: Dict[str, Any]) -> None:
-    stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    from .textsafe import escape_json_controls
+
+    stdout.write(escape_json_controls(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
 
 def _print_error(err, exc: BaseException) -> None:
@@ -418,6 +423,33 @@ def _summary_text(label: str, s: Dict[str, int]) -> str:
     return text
 
 
+def _clean(text: Any) -> str:
+    """Plain text as it will be shown (secrets and terminal controls removed)."""
+    from .textsafe import strip_controls
+
+    return strip_controls(redact_text(str(text)))
+
+
+def _cells(text: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def _fit_middle(text: str, width: int) -> str:
+    """``text`` if it fits ``width`` terminal cells, else its start, ``…`` and its end (the
+    end, which holds the extension and the distinctive part of a file name, gets more)."""
+    width = max(width, 5)
+    if _cells(text) <= width:
+        return text
+    keep = width - 1
+    head_n = keep // 3
+    head, tail = text[:head_n], text[-(keep - head_n):]
+    while _cells(head) + 1 + _cells(tail) > width and tail:  # wide characters take two cells
+        tail = tail[1:]
+    return f"{head}…{tail}"
+
+
 def _node_label(ref) -> str:
     label = f"{ref.node_type} #{ref.node_id}" if ref.node_id is not None else ref.node_type
     if ref.subgraph_path:
@@ -434,26 +466,57 @@ def _print_references(out, wf) -> None:
     from .report import summarize
 
     refs = wf.model_references
-    title = _summary_text(f"{_esc(wf.path or wf.workflow_id)} [dim]({wf.format})[/]", summarize(refs))
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("status", no_wrap=True)
-    table.add_column("folder", no_wrap=True)
-    # the URL / place found goes under the file name: rich narrows the widest column first,
-    # so a long URL folds there instead of squeezing every other column
-    table.add_column("file [dim](url / found at)[/]", overflow="fold")
-    table.add_column("node", overflow="fold")
+    out.print(_summary_text(f"{_esc(wf.path or wf.workflow_id)} [dim]({wf.format})[/]", summarize(refs)))
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    rows = []
     for ref in refs:
         status = ref.status or "unchecked"
+        rows.append((status, status + (" (optional)" if ref.optional else ""), ref))
+    # file names stay whole on one line: the node column folds instead, and a name longer
+    # than the room left is cut in the middle (its start and its extension stay readable)
+    status_w = max([len(label) for _, label, _ in rows] + [6])
+    folder_w = max([_cells(_clean(r.expected_directory)) for _, _, r in rows] + [6])
+    names = [_cells(_clean(r.filename)) for _, _, r in rows] + [_cells(_clean(r.found_path)) for _, _, r in rows
+                                                                 if r.found_path]
+    node_w = max([_cells(_clean(_node_label(r))) for _, _, r in rows] + [4])
+    need = max(names + [16])
+    # 11 / 8: the table's edges and the gaps between its 4 / 3 columns (SIMPLE_HEAD, pad_edge off)
+    free = out.width - status_w - folder_w - 11
+    # too narrow for a node column beside whole names: the node goes under the file name
+    node_column = free - min(node_w, 12) >= need
+    if node_column:
+        if free - node_w < need:
+            node_w = max(12, free - need)  # the node label folds first
+        room = max(16, free - node_w)
+    else:
+        room = max(16, out.width - status_w - folder_w - 8)
+    urls = [_cells(_clean(redact_url(r.url) or "")) for _, _, r in rows if r.url]
+    file_w = min(room, max([*names, 21, *urls] + ([] if node_column else
+                                                   [_cells(_clean(_node_label(r))) for _, _, r in rows])))
+    table.add_column("status", no_wrap=True, width=status_w)
+    table.add_column("folder", no_wrap=True, width=folder_w)
+    table.add_column("file [dim](url / found at)[/]" if node_column else "file [dim](url / found at / node)[/]",
+                     no_wrap=True, overflow="ellipsis", width=file_w)
+    if node_column:
+        table.add_column("node", overflow="fold", width=node_w)
+    room = file_w
+    for status, label, ref in rows:
         style = _STATUS_STYLE.get(status, "")
-        label = status + (" (optional)" if ref.optional else "")
-        cell = _esc(ref.filename)
+        cell = _esc(_fit_middle(_clean(ref.filename), room))
         if ref.found_path:
-            cell += f"\n[yellow dim]found at {_esc(ref.found_path)}[/]"
+            found = _clean(ref.found_path)
+            sep = " " if _cells(found) + 9 <= room else ":\n"  # the path on a line of its own when needed
+            cell += f"\n[yellow dim]found at{sep}{_esc(_fit_middle(found, room))}[/]"
         elif ref.url:
-            cell += f"\n[dim]{_esc(redact_url(ref.url))}[/]"
-        table.add_row(f"[{style}]{label}[/]", _esc(ref.expected_directory), cell, _esc(_node_label(ref)))
+            cell += f"\n[dim]{_esc(_fit_middle(_clean(redact_url(ref.url) or ''), room))}[/]"
+        node = _esc(_node_label(ref))
+        if node_column:
+            table.add_row(f"[{style}]{label}[/]", _esc(ref.expected_directory), cell, node)
+        else:
+            table.add_row(f"[{style}]{label}[/]", _esc(ref.expected_directory),
+                          cell + f"\n[dim]{_esc(_fit_middle(_clean(_node_label(ref)), room))}[/]")
     if not wf.model_references:
-        table.add_row("[dim]-[/]", "", "[dim]no model files referenced[/]", "")
+        table.add_row("[dim]-[/]", "", "[dim]no model files referenced[/]", *([""] if node_column else []))
     out.print(table)
     for warning in wf.warnings[:5]:
         out.print(f"  [yellow]warning:[/] {_esc(warning)}")
@@ -620,6 +683,20 @@ def _size(n: Optional[int]) -> str:
     return "?"
 
 
+class _TerminalSafeFilter:
+    """Log records reach the terminal without escape sequences or control characters."""
+
+    def filter(self, record) -> bool:
+        from .textsafe import strip_controls
+
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: let logging report it as usual
+            return True
+        record.msg, record.args = strip_controls(message), None
+        return True
+
+
 def _setup_logging(verbosity: int):
     """With ``-v``/``-vv``: our log records on stderr through rich.  Returns the undo (main()
     may run several times in one process: tests, embedding applications)."""
@@ -637,6 +714,7 @@ def _setup_logging(verbosity: int):
     logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
     # on stderr: standard output carries the tables and the --json reports
     handler = RichHandler(console=Console(stderr=True), show_path=False)
+    handler.addFilter(_TerminalSafeFilter())
     logger.addHandler(handler)
 
     def undo() -> None:
