@@ -77,18 +77,25 @@ def test_100k_node_graph_is_fast(scanner):
             nodes.append({"id": i, "type": "SomeCustomNode", "mode": 4, "widgets_values": ["x", 3, f"c{i}.txt"]})
     links = [[i, i, 0, i + 1, 0, "MODEL"] for i in range(100_000)]
     wf = {"nodes": nodes, "links": links}
-    start = time.perf_counter()
+    text = json.dumps(wf)
+    # A ratio against json.loads of the same graph, measured in the same process, holds on a
+    # busy machine where a wall-clock bound does not (it failed with both cores loaded).
+    baseline = min(_timed(json.loads, text) for _ in range(2))
+    elapsed = _timed(scanner.scan_data, wf)
     data = scanner.scan_data(wf)
-    elapsed = time.perf_counter() - start
     assert len(data.model_references) == 150  # 125 loras (i % 500, i multiple of 4) + 25 embeddings
     assert data.metadata["node_count"] == 100_000
-    # generous: both cores may be busy with other work (the speed itself is measured in bench/)
-    assert elapsed < 30.0, f"100k nodes took {elapsed:.2f}s"
+    assert elapsed < 5 * baseline, f"100k nodes took {elapsed:.2f}s, json.loads {baseline:.2f}s"
     start = time.perf_counter()
-    text = json.dumps(wf)
     assert len(scanner.scan_data(text).model_references) == 150  # 125 loras (i % 500, i multiple of 4) + 25 embeddings
     assert scanner.validate_workflow(wf).valid
-    assert time.perf_counter() - start < 60.0
+    assert time.perf_counter() - start < 12 * baseline
+
+
+def _timed(fn, arg) -> float:
+    start = time.perf_counter()
+    fn(arg)
+    return time.perf_counter() - start
 
 
 def _nested(depth: int) -> dict:
