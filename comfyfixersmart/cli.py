@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from . import __version__
 from .datamodel import AUTO_CHOICE_FLOOR
-from .errors import ComfyFixerError
+from .errors import ComfyFixerError, ValidationError
 from .security import redact_text, redact_url
 from .settings import Config
 
@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", metavar="DIR", help="models root to download into instead of the ComfyUI folders")
     p.add_argument("--allow-pickle", action="append", default=[], metavar="NAME",
                    help="download this pickle-format file (.ckpt/.pt/.pth/.bin) named by the workflow; repeatable")
+    p.add_argument("--pick", action="append", default=[], metavar="NAME=N",
+                   help="download candidate N (as `resolve` lists them) for the missing model NAME; repeatable")
+    p.add_argument("--url", action="append", default=[], metavar="NAME=URL",
+                   help="download the missing model NAME from this link (a Hugging Face or Civitai page or "
+                        "file link); repeatable")
     p.add_argument("--allow-pickle-all", action="store_true",
                    help="download every pickle-format file without asking (they can run code when loaded)")
 
@@ -247,6 +252,13 @@ def _fix(args, config, out, err, stdout) -> int:
             _dump(stdout, {"report_version": REPORT_VERSION, "error": {"type": "UsageError", "message": message}})
         return EXIT_ERROR
     _warn_floor(err, args.min_confidence)
+    from .choices import parse_assignments
+
+    picks: Dict[str, int] = {}
+    for name, number in parse_assignments(args.pick, "--pick", last=True).items():
+        if not number.isdigit():
+            raise ValidationError(f"--pick {name}={number}: N must be a candidate number (1, 2, ...)")
+        picks[name] = int(number)
     shown: List[bool] = []
 
     def confirm(run) -> bool:
@@ -263,7 +275,9 @@ def _fix(args, config, out, err, stdout) -> int:
         run = core.run(args.paths, args.output_dir, _backends(args), dry_run=args.dry_run,
                        min_confidence=config.min_confidence, include_optional=args.include_optional,
                        on_event=progress.on_event, confirm=confirm,
-                       allow_pickle=_pickle_consent(args, out, interactive and not args.dry_run))
+                       allow_pickle=_pickle_consent(args, out, interactive and not args.dry_run),
+                       picks=picks, urls=parse_assignments(args.url, "--url", last=False),
+                       choose=_ask_candidate(out) if interactive and not args.yes else None)
     if args.json:
         _dump(stdout, run_to_json(run))
     else:
@@ -275,6 +289,37 @@ def _fix(args, config, out, err, stdout) -> int:
     if run.dry_run or (run.plan and not run.downloads):  # planned or declined: still missing
         return EXIT_MISSING if run.plan or run.failures else EXIT_OK
     return EXIT_MISSING if run.failures else EXIT_OK
+
+
+def _ask_candidate(out):
+    """On a terminal: show an unsure reference's candidates and ask for a number or a link."""
+
+    def ask(res):
+        from rich.prompt import Prompt
+
+        ref = res.reference
+        out.print(f"\n[yellow]not sure[/] {_esc(ref.key)}  [dim]{_esc(_node_label(ref))}[/]")
+        for i, c in enumerate(res.candidates[:9], 1):
+            flag = " [yellow](pickle)[/]" if c.metadata.get("pickle") else ""
+            out.print(f"  {i}. {c.confidence:.0%} {_esc(c.backend)}: {_esc(c.filename)}{flag} "
+                      f"[dim]{_esc(c.reason)}[/]")
+        if not res.candidates:
+            out.print("  [dim]no candidate found[/]")
+        try:
+            answer = Prompt.ask("number, a link to paste, or Enter to skip", console=out, default="",
+                                show_default=False).strip()
+        except EOFError:  # input closed: nobody to ask
+            return None
+        if not answer:
+            return None
+        if answer.isdigit() and 1 <= int(answer) <= min(9, len(res.candidates)):
+            return int(answer)
+        if "/" in answer or "." in answer:
+            return answer
+        out.print("[dim]skipped[/]")
+        return None
+
+    return ask
 
 
 def _pickle_consent(args, out, interactive: bool):

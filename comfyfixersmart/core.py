@@ -555,10 +555,15 @@ class ComfyFixerCore:
         on_event: Optional[EventCallback] = None,
         confirm: Optional[Callable[[WorkflowRun], bool]] = None,
         allow_pickle: PickleConsent = None,
+        picks: Optional[Dict[str, int]] = None,
+        urls: Optional[Dict[str, str]] = None,
+        choose: Optional[Callable[[Resolution], Any]] = None,
         **_: Any,
     ) -> WorkflowRun:
         """Scan, resolve and download everything missing; return what happened.
 
+        ``picks`` (``{name: candidate number}``), ``urls`` (``{name: pasted URL}``) and
+        ``choose`` (asked about each reference that is not sure enough) are a person's choices.
         ``output_dir`` is a models root (files go to ``output_dir/<folder>/<file>``); by
         default files go into the ComfyUI install's own folders.  ``confirm`` sees the
         planned run (``run.plan``) before anything is downloaded and may decline.
@@ -577,6 +582,13 @@ class ComfyFixerCore:
                                                      "to know what is missing and where it goes")
         self.check_output_dir(output_dir)
         analysis = self.analyze_workflows(paths, backends=search_backends)
+        if picks or urls or choose is not None:
+            from .choices import apply_choices
+
+            # a person's choices (``--pick NAME=N``, ``--url NAME=URL``, or a question per
+            # unsure reference) go first with confidence 1.0
+            apply_choices(analysis, picks=picks, urls=urls, search=self.search, choose=choose,
+                          threshold=self.threshold(min_confidence))
         specs, failures = self.plan(analysis, min_confidence, include_optional=include_optional,
                                     output_dir=output_dir, allow_pickle=allow_pickle)
         failures = [Failure(e["path"], "", e["error"], "WorkflowParseError")

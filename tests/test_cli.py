@@ -262,7 +262,8 @@ def test_fix_asks_first_and_refuses_to_guess_without_a_terminal(capsys, world, f
         def isatty(self):
             return True
 
-    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    # Enter: no pick for the unsure ControlNet (asked first), then no to the download
+    monkeypatch.setattr("sys.stdin", Terminal("\nn\n"))
     code, out, err = run_cli(capsys, "fix", world.workflow, "--comfyui-root", world.root)
     assert code == 1 and "Download 2 file(s)?" in out and "nothing downloaded" in out
     assert not (world.models / "vae" / "my_vae.safetensors").exists()
