@@ -89,6 +89,8 @@ class ModelReference(_Serializable):
     found_path: Optional[str] = None
     #: for ``present``/``elsewhere``: absolute path of the file on disk
     local_path: Optional[str] = None
+    #: why the folder is what it is, when it was guessed (a node no loader table knows)
+    folder_reason: Optional[str] = None
 
     @property
     def key(self) -> str:

@@ -45,6 +45,8 @@ def reference_to_json(ref: ModelReference) -> Dict[str, Any]:
         "source": ref.source,
         "confidence": round(ref.confidence, 3),
     }
+    if ref.folder_reason:
+        out["folder_reason"] = ref.folder_reason
     if ref.found_path:
         out["found_path"] = ref.found_path
     if ref.url:

@@ -186,8 +186,10 @@ def test_unknown_node_fallback_and_mapping(make_config):
     refs = by_key(WorkflowScanner(make_config()).extract_models(wf))
     assert set(refs) == {"loras/fancy.safetensors", "unknown/thing.onnx", "checkpoints/shared.safetensors"}
     fancy = refs["loras/fancy.safetensors"]
-    assert (fancy.source, fancy.confidence, fancy.expected_type) == ("fallback", 0.3, "lora")
+    assert (fancy.source, fancy.confidence, fancy.expected_type) == ("fallback", 0.5, "lora")
+    assert "node type 'MyFancyLoraNode'" in fancy.folder_reason
     assert refs["unknown/thing.onnx"].expected_type == "unknown"
+    assert refs["unknown/thing.onnx"].confidence == 0.3 and "choose it by hand" in refs["unknown/thing.onnx"].folder_reason
     # the unknown node naming a file a real loader names is one more place of that reference
     assert {loc.node_id for loc in refs["checkpoints/shared.safetensors"].locations} == {3, 4}
     mapped = WorkflowScanner(make_config(model_type_mapping={"SomethingElse": "upscale_models"}))

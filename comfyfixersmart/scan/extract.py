@@ -13,10 +13,12 @@ Sources and confidence:
                       (``prompts.LORA_TAG_NODES``) or of a node feeding one; the same tag on any
                       other node (core ``CLIPTextEncode`` reads it as words) is informational:
                       ``Extraction.informational``, never required
-  ``fallback``  0.3   a string ending in a model extension on a node no table knows; the folder is
-                      guessed from the input / node-type name (``lora`` -> loras ...), else
-                      ``unknown``.  A fallback hit whose filename is also found by a real loader is
-                      merged into that reference instead.
+  ``fallback``  0.6-0.3  a string ending in a model extension on a node no table knows; the
+                      folder is guessed (``infer.infer_folder``) from the input name (0.6), the
+                      node type (0.5) or the file name (0.4), with the reason in
+                      ``ModelReference.folder_reason``; else ``unknown`` (0.3).  A fallback hit
+                      whose filename is also found by a real loader is merged into that
+                      reference instead.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..errors import ComfyFixerError
 from ..folders import UNKNOWN_FOLDER, canonical_folder, type_for
 from ..security import exact_relative_path
 from . import graph as g
+from .infer import infer_folder
 from .loaders import FRONTEND_TYPES, LoaderSpec, LoaderTable
 from .metadata import ModelMeta, parse_models
 from .prompts import LORA_TAG_NODES, find_embeddings, find_lora_tags
@@ -42,38 +45,6 @@ MAX_VISITS = 1_000_000
 MAX_LOCATIONS = 1000
 MAX_LINK_HOPS = 64
 FALLBACK_CONFIDENCE = 0.3
-
-# (substring of the lower-cased input or node-type name, folder); first match wins
-_FOLDER_HINTS: Tuple[Tuple[str, str], ...] = (
-    ("ckpt", "checkpoints"), ("checkpoint", "checkpoints"),
-    ("lora", "loras"), ("lycoris", "loras"),
-    ("controlnet", "controlnet"), ("control_net", "controlnet"), ("cnet", "controlnet"), ("t2i", "controlnet"),
-    ("clip_vision", "clip_vision"), ("clipvision", "clip_vision"),
-    ("ipadapter", "ipadapter"), ("ip_adapter", "ipadapter"),
-    ("instantid", "instantid"), ("pulid", "pulid"), ("insightface", "insightface"),
-    ("upscale", "upscale_models"), ("esrgan", "upscale_models"),
-    ("vae", "vae"),
-    ("unet", "diffusion_models"), ("diffusion", "diffusion_models"), ("gguf", "diffusion_models"),
-    ("text_encoder", "text_encoders"), ("textencoder", "text_encoders"), ("t5", "text_encoders"),
-    ("clip", "text_encoders"),
-    ("embedding", "embeddings"), ("hypernetwork", "hypernetworks"), ("style_model", "style_models"),
-    ("gligen", "gligen"), ("photomaker", "photomaker"),
-    ("animatediff", "animatediff_models"), ("motion", "animatediff_models"),
-    ("ultralytics", "ultralytics"), ("yolo", "ultralytics"), ("sam", "sams"),
-    ("facerestore", "facerestore_models"), ("gfpgan", "facerestore_models"), ("codeformer", "facerestore_models"),
-    ("rembg", "rembg"), ("depth", "depthanything"), ("brushnet", "brushnet"), ("inpaint", "inpaint"),
-)
-
-
-def infer_folder(*names: str) -> str:
-    """Folder guessed from input / node-type names (``lora_name`` -> ``loras``), else ``unknown``."""
-    for name in names:
-        low = name.lower()
-        for hint, folder in _FOLDER_HINTS:
-            if hint in low:
-                return folder
-    return UNKNOWN_FOLDER
-
 
 @dataclass
 class _Host:
@@ -474,13 +445,16 @@ class Extractor:
         for key, value in items:
             if not isinstance(value, str) or not value[-16:].lower().endswith(exts):
                 continue
-            target = folder or infer_folder(key if isinstance(key, str) else "", ntype)
             name = self._safe_name(value)
             if name is None:
                 continue
+            target, why = folder, None
+            if target is None:
+                guess = infer_folder(ntype, key if isinstance(key, str) else "", name)
+                target, confidence, why = guess.folder, guess.confidence, guess.reason
             loc = self._loc(ctx, node, ntype, fmt.format(key), optional)
             self._add(target, name, ntype, node.get("id"), list(ctx.path), [loc],
-                      {str(key): value}, source, confidence)
+                      {str(key): value}, source, confidence, why)
 
     # -- API prompts ----------------------------------------------------------------------
     def _walk_api(self, data: Dict[str, Any]) -> None:
@@ -548,9 +522,12 @@ class Extractor:
             safe = self._safe_name(value)
             if safe is None:
                 continue
-            target = folder or infer_folder(name, ntype)
+            target, why = folder, None
+            if target is None:
+                guess = infer_folder(ntype, name, safe)
+                target, confidence, why = guess.folder, guess.confidence, guess.reason
             loc = ModelLocation(_node_id(key), ntype, f"inputs.{name}", [], False)
-            self._add(target, safe, ntype, _node_id(key), [], [loc], {name: value}, source, confidence)
+            self._add(target, safe, ntype, _node_id(key), [], [loc], {name: value}, source, confidence, why)
 
     # -- prompt text ----------------------------------------------------------------------
     def _scan_text(self, values: Any, ctx: _Ctx, node: dict, ntype: str, optional: bool) -> None:
@@ -628,7 +605,8 @@ class Extractor:
         return name
 
     def _add(self, folder: str, filename: str, ntype: str, node_id: Any, path: List[Any],
-             locations: List[ModelLocation], widget_values: Dict[str, Any], source: str, confidence: float) -> None:
+             locations: List[ModelLocation], widget_values: Dict[str, Any], source: str, confidence: float,
+             folder_reason: Optional[str] = None) -> None:
         folder = canonical_folder(folder)
         key = (folder, filename)
         store = self.fallback if source == "fallback" else self.refs
@@ -647,12 +625,14 @@ class Extractor:
                 source=source,
                 locations=list(locations),
                 workflow_path=self.workflow_path,
+                folder_reason=folder_reason,
             )
             return
         self._extend(ref, locations)
         if confidence > ref.confidence:
             ref.node_type, ref.node_id, ref.subgraph_path = ntype, _node_id(node_id), list(path)
             ref.widget_values, ref.source, ref.confidence = dict(widget_values), source, confidence
+            ref.folder_reason = folder_reason
 
     def _attach_meta(self, meta: ModelMeta, node_id: Any, ntype: str, path: List[Any], where: str,
                      optional: bool, confidence: float) -> None:
