@@ -294,3 +294,24 @@ def test_derived_table_corrects_the_bundled_one_per_input():
     assert vae["vae_name"].values == {s.input: s for s in bundled.get("VAELoader")}["vae_name"].values
     assert vae["extra"].folder == "vae_approx"
     assert table.get("LoraLoader") == bundled.get("LoraLoader")
+
+
+def test_root_keeps_the_bundled_folder_when_the_pack_key_is_unknown_outside_comfyui(comfy_root, tmp_path):
+    pack = comfy_root / "custom_nodes" / "ComfyUI-GGUF"
+    pack.mkdir()
+    (pack / "__init__.py").write_text(textwrap.dedent("""
+        import folder_paths
+        class UnetLoaderGGUF:
+            @classmethod
+            def INPUT_TYPES(s):
+                return {"required": {"unet_name": (folder_paths.get_filename_list("unet_gguf"),)}}
+        NODE_CLASS_MAPPINGS = {"UnetLoaderGGUF": UnetLoaderGGUF}
+    """))
+    config = Config(comfyui_root=comfy_root, cache_dir=tmp_path / "cache")
+    assert WorkflowScanner(config).table.get("UnetLoaderGGUF")[0].folder == "diffusion_models"
+    # once models/unet_gguf exists the key is a real folder there, and the source wins
+    (comfy_root / "models" / "unet_gguf").mkdir()
+    assert WorkflowScanner(config).table.get("UnetLoaderGGUF")[0].folder == "unet_gguf"
+    # inside ComfyUI (no trusted set: the live key comes with its real folders) the source wins
+    live = read_root(comfy_root, tmp_path / "cache").table()
+    assert build_table(derived=live).get("UnetLoaderGGUF")[0].folder == "unet_gguf"

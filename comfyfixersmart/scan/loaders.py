@@ -86,6 +86,9 @@ class LoaderTable:
     type_mapping: Dict[str, str] = field(default_factory=dict)
     #: folder keys that node packs register themselves -> their file extensions (empty: unknown)
     folders: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    #: for a derived table (see ``overlaid``): the folder keys it may put in place of another
+    #: table's folder; None: any
+    trusted_folders: Optional[FrozenSet[str]] = None
 
     def get(self, node_type: str) -> Tuple[LoaderSpec, ...]:
         return self.specs.get(node_type, ())
@@ -104,9 +107,11 @@ class LoaderTable:
         """A new table where ``derived`` (node definitions read from ComfyUI) corrects ours per input.
 
         Per node class: an input both know keeps our entry (it may carry hand-written rules:
-        index, special values, prefixes) but takes the derived folder when they differ; inputs
-        only ``derived`` knows are added; classes only ``derived`` knows are added whole.
+        index, special values, prefixes) but takes the derived folder when they differ (and
+        ``derived.trusted_folders`` allows it); inputs only ``derived`` knows are added; classes
+        only ``derived`` knows are added whole.
         """
+        trusted = derived.trusted_folders
         specs = dict(self.specs)
         for node_type, dspecs in derived.specs.items():
             mine = self.specs.get(node_type)
@@ -117,7 +122,8 @@ class LoaderTable:
             merged: List[LoaderSpec] = []
             for spec in mine:
                 d = by_input.pop(spec.input, None)
-                merged.append(replace(spec, folder=d.folder) if d is not None and d.folder != spec.folder else spec)
+                take = d is not None and d.folder != spec.folder and (trusted is None or d.folder in trusted)
+                merged.append(replace(spec, folder=d.folder) if take else spec)
             globs = [s.input for s in mine if s.is_glob]
             merged.extend(d for name, d in by_input.items() if not any(fnmatch.fnmatchcase(name, g) for g in globs))
             specs[node_type] = tuple(merged)

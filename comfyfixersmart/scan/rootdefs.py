@@ -13,9 +13,12 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from ..errors import ComfyFixerError
+from ..extra_paths import comfyui_folder_paths
 from ..fileutils import atomic_write_bytes
+from ..folders import CORE_FOLDERS
 from ..logs import get_logger
 from .loaders import LoaderTable
 from .nodedefs import READER_VERSION, FileDefs, NodeDefs, collect, read_source
@@ -41,8 +44,12 @@ class RootDefs:
     #: pack name (its custom_nodes entry) -> its definitions
     packs: Dict[str, NodeDefs] = field(default_factory=dict)
 
-    def table(self) -> LoaderTable:
-        return defs_table(self.core, self.packs.values())
+    def table(self, trusted_folders: Optional[Iterable[str]] = None) -> LoaderTable:
+        """The derived LoaderTable; ``trusted_folders``: see ``LoaderTable.trusted_folders``."""
+        table = defs_table(self.core, self.packs.values())
+        if trusted_folders is not None:
+            table.trusted_folders = frozenset(trusted_folders)
+        return table
 
 
 def _py_files(top: Path, limit: int = MAX_FILES_PER_PACK) -> List[Path]:
@@ -166,7 +173,13 @@ def root_table(config: Any) -> Optional[LoaderTable]:
         return None
     cache_dir = config.cache_dir if getattr(config, "cache_enabled", True) else None
     try:
-        return read_root(root, cache_dir).table()
-    except (OSError, RecursionError, MemoryError) as exc:  # the bundled table still works
+        defs = read_root(root, cache_dir)
+        # outside ComfyUI a key is only as good as the folders we know for it: a pack key that
+        # aliases other folders at run time (GGUF's unet_gguf = the diffusion_models folders)
+        # must not replace the bundled folder, or files would be looked for in models/unet_gguf
+        known = set(CORE_FOLDERS) | {key for key, dirs in comfyui_folder_paths(root).items()
+                                     if any(Path(d).is_dir() for d in dirs)}
+        return defs.table(trusted_folders=known)
+    except (OSError, RecursionError, MemoryError, ComfyFixerError) as exc:  # the bundled table still works
         log.warning("could not read the node definitions under %s: %s", root, exc)
         return None
