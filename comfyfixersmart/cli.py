@@ -376,9 +376,10 @@ def _relink(args, config, out, err, stdout) -> int:
 
 
 def _annotate(args, config, out, err, stdout) -> int:
-    from .annotate import annotate_workflow_with_count, sources_from_analysis
+    from .annotate import annotate_workflow_with_count
     from .fileutils import save_json_file
     from .scan import load_workflow
+    from .sources import workflow_sources
 
     _warn_floor(err, args.min_confidence)
     with _core(config) as core:
@@ -387,12 +388,12 @@ def _annotate(args, config, out, err, stdout) -> int:
             _print_read_errors(err, analysis.errors)
             return EXIT_ERROR
         document = load_workflow(args.path, max_bytes=config.max_workflow_bytes)
-        sources = sources_from_analysis(analysis, core, core.threshold())
-        annotated, count = annotate_workflow_with_count(document, sources, config=config)
+        # present files too: found by their sha256 (index, Civitai, Hugging Face)
+        report = workflow_sources(analysis, core, core.threshold(), backends=_backends(args))
+        annotated, count = annotate_workflow_with_count(document, report.sources, config=config)
     save_json_file(annotated, args.output)
     out.print(f"wrote {_esc(args.output)}: sources embedded for {count} model reference(s)")
-    unresolved = [r.reference.key for r in analysis.resolutions if r.choose(core.threshold()) is None]
-    for key in unresolved:
+    for key in report.unsourced:
         err.print(f"[yellow]no sure source[/] for {_esc(key)}: left without one")
     return EXIT_OK
 

@@ -252,6 +252,7 @@ class FixerRoutes:
         routes.post(f"{p}/jobs/retry-failed")(self.retry_failed)
         routes.post(f"{p}/jobs/{{job_id}}/retry-failed")(self.retry_failed)
         routes.post(f"{p}/relink")(self.relink)
+        routes.post(f"{p}/sources")(self.sources)
         routes.get(f"{p}/settings")(self.get_settings)
         routes.post(f"{p}/settings")(self.post_settings)
 
@@ -348,6 +349,38 @@ class FixerRoutes:
         """Load the stored jobs now (ComfyUI start-up): interrupted downloads resume at once
         when ``auto_resume`` is on.  Returns how many jobs are known."""
         return len(self.jobs.list())
+
+    @_guarded
+    async def sources(self, request: web.Request) -> web.Response:
+        """Embed sources: ``{"workflow", "min_confidence"?}`` -> a source for every file the
+        workflow names, present ones included (by sha256), with canonical hub URLs:
+        ``{"sources": [{"key", "name", "directory", "url", "sha256", "found_by"}], "unsourced",
+        "workflow"?: the UI workflow with them written into properties.models, "count"}``."""
+        body = await _read_json(request)
+        workflow = require_workflow(body)
+        min_confidence = optional_min_confidence(body)
+        await asyncio.to_thread(self._check_reference_count, workflow)
+        return web.json_response(await asyncio.to_thread(self._sources, workflow, min_confidence))
+
+    def _sources(self, workflow: dict, min_confidence: Optional[float]) -> Dict[str, Any]:
+        from ..annotate import annotate_workflow_with_count
+        from ..sources import workflow_sources
+
+        config = self.effective_config()
+        core = self._core(config)
+        try:
+            analysis = core.analyze_data(workflow)
+            report = workflow_sources(analysis, core, self._threshold(config, min_confidence))
+        finally:
+            _close(core)
+        out: Dict[str, Any] = {
+            "sources": [{"key": s.key, "name": s.filename, "directory": s.directory, "url": s.url,
+                         "sha256": s.sha256, "found_by": report.found_by.get(s.key)} for s in report.sources],
+            "unsourced": report.unsourced,
+        }
+        if isinstance(workflow.get("nodes"), list):
+            out["workflow"], out["count"] = annotate_workflow_with_count(workflow, report.sources, config=config)
+        return out
 
     @_guarded
     async def relink(self, request: web.Request) -> web.Response:
