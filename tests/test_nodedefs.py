@@ -78,6 +78,27 @@ def test_variables_comprehensions_sorted_and_helpers():
                               ("c", "vae", 2, ("pixel_space",)), ("d", "diffusion_models", 3, ())]
 
 
+def test_helpers_with_folder_parameters():
+    src = """
+        import folder_paths
+        def files_of(kind, ext=".safetensors"):
+            return [f for f in folder_paths.get_filename_list(kind) if f.endswith(ext)]
+        class A:
+            def with_ext(folder="inpaint", extensions=".pth"):
+                return [f for f in folder_paths.get_filename_list(folder) if f.endswith(extensions)]
+            @classmethod
+            def listing(cls, key):
+                return folder_paths.get_filename_list(key)
+            @classmethod
+            def INPUT_TYPES(s):
+                return {"required": {"a": (s.with_ext(),), "b": (files_of("loras"),), "c": (files_of(kind="vae"),),
+                                     "d": (s.listing("upscale_models"),)}}
+        NODE_CLASS_MAPPINGS = {"A": A}
+    """
+    assert read(src, "A") == [("a", "inpaint", 0, ()), ("b", "loras", 1, ()), ("c", "vae", 2, ()),
+                              ("d", "upscale_models", 3, ())]
+
+
 def test_from_import_and_legacy_keys():
     src = """
         from folder_paths import get_filename_list

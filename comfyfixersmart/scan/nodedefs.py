@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Un
 from ..folders import canonical_folder
 
 #: bump when the reader's output changes, so cached results of older readers are not reused
-READER_VERSION = 1
+READER_VERSION = 2
 
 _WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 #: V3 ``io.X.Input`` classes that are widgets (others are sockets)
@@ -174,6 +174,8 @@ class _Opts:
 class _Scope:
     func: Optional[ast.AST] = None
     cls: Optional[ast.ClassDef] = None
+    #: parameters of ``func`` bound to constants: its defaults, and the caller's constant arguments
+    bindings: Dict[str, str] = field(default_factory=dict)
 
 
 def _uniq(items: Sequence[str]) -> Tuple[str, ...]:
@@ -557,6 +559,7 @@ class _FileReader:
             called = self._callee(func, scope)
             if called is not None:
                 fn, fscope = called
+                fscope.bindings = self._bind(fn, node, scope)
                 return self._func_dict(fn, fscope, depth + 1)
         return None
 
@@ -734,6 +737,7 @@ class _FileReader:
             called = self._callee(func, scope)
             if called is not None:
                 fn, fscope = called
+                fscope.bindings = self._bind(fn, node, scope)
                 return self._returns(fn, fscope, depth + 1)
             return None
         if isinstance(node, ast.Subscript):
@@ -886,6 +890,31 @@ class _FileReader:
             node = value
         return node
 
+    def _bind(self, fn: Any, call: ast.Call, scope: _Scope) -> Dict[str, str]:
+        """Parameters of ``fn`` with a constant string value: defaults, then the call's arguments."""
+        args = getattr(fn, "args", None)
+        if args is None:
+            return {}
+        params = args.posonlyargs + args.args
+        out: Dict[str, str] = {}
+        for param, default in zip(params[len(params) - len(args.defaults):], args.defaults):
+            value = _const_str(default)
+            if value is not None:
+                out[param.arg] = value
+        decorators = {_call_name(d) for d in getattr(fn, "decorator_list", [])}
+        # a classmethod (or a method called on an instance) gets its first parameter implicitly
+        positional = params[1:] if "classmethod" in decorators or (
+            "staticmethod" not in decorators and params and params[0].arg in ("self", "cls")) else params
+        for param, arg in zip(positional, call.args):
+            value = self._str(arg, scope)
+            if value is not None:
+                out[param.arg] = value
+        for kw in call.keywords:
+            value = self._str(kw.value, scope) if kw.arg else None
+            if value is not None:
+                out[kw.arg] = value
+        return out
+
     def _str(self, node: Any, scope: _Scope, depth: int = 0) -> Optional[str]:
         """A string constant, or a name/attribute bound to one."""
         if node is None or depth > _MAX_DEPTH:
@@ -893,6 +922,8 @@ class _FileReader:
         s = _const_str(node)
         if s is not None:
             return s
+        if isinstance(node, ast.Name) and node.id in scope.bindings:
+            return scope.bindings[node.id]
         if isinstance(node, ast.Name):
             value = self._resolve_expr(node, scope, (ast.Constant,))
             return _const_str(value)
