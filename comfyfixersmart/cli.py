@@ -566,6 +566,12 @@ def _print_references(out, wf) -> None:
     out.print(table)
     for warning in wf.warnings[:5]:
         out.print(f"  [yellow]warning:[/] {_esc(warning)}")
+    for pack in getattr(wf, "missing_packs", []):
+        out.print(f"  [yellow]needs pack:[/] {_esc(_clean(pack.message))}")
+    ignored = getattr(wf, "informational_references", [])
+    if ignored:
+        names = ", ".join(_clean(f"<lora:{r.filename}>") for r in ignored[:5]) + (" ..." if len(ignored) > 5 else "")
+        out.print(f"  [dim]note: {_esc(names)} in text that no node applies (informational, not needed)[/]")
 
 
 def _print_resolutions(out, analysis, threshold: float) -> None:

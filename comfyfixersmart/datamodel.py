@@ -116,6 +116,24 @@ class ValidationResult(_Serializable):
 
 
 @dataclass
+class MissingPack(_Serializable):
+    """A custom-node pack a workflow needs (its node types are not installed); ``url`` and
+    ``title`` are None when no known pack provides ``node_types``."""
+
+    node_types: List[str] = field(default_factory=list)
+    title: Optional[str] = None
+    url: Optional[str] = None
+
+    @property
+    def message(self) -> str:
+        types = ", ".join(self.node_types)
+        if self.url is None:
+            return f"no known custom-node pack provides {types}; their models can be placed once it is installed"
+        return (f"this workflow also needs the pack {self.title} ({self.url}) for {types}; "
+                "its models can be placed once it is installed")
+
+
+@dataclass
 class WorkflowData(_Serializable):
     """A parsed workflow and the model references found in it."""
 
@@ -129,6 +147,8 @@ class WorkflowData(_Serializable):
     warnings: List[str] = field(default_factory=list)
     #: names that need no file: ``<lora:>`` tags on nodes that do not apply them
     informational_references: List[ModelReference] = field(default_factory=list)
+    #: custom-node packs to install for the node types ComfyUI does not know (``scan.packs``)
+    missing_packs: List[MissingPack] = field(default_factory=list)
 
 
 @dataclass

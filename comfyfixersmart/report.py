@@ -124,6 +124,8 @@ def workflow_to_json(wf: WorkflowData) -> Dict[str, Any]:
         "custom_node_types": sorted(wf.custom_node_types),
         "references": [reference_to_json(r) for r in wf.model_references],
         "summary": summarize(wf.model_references),
+        "missing_packs": [p.to_dict() for p in wf.missing_packs],
+        "informational_references": [reference_to_json(r) for r in wf.informational_references],
     }
 
 
@@ -150,7 +152,8 @@ def analysis_to_json(analysis: AnalysisResult, min_confidence: float = 0.9) -> D
         "report_version": REPORT_VERSION,
         "workflows": [
             {"path": wf.path, "format": wf.format, "warnings": list(wf.warnings),
-             "references": [r.key for r in wf.model_references]}
+             "references": [r.key for r in wf.model_references],
+             "missing_packs": [p.to_dict() for p in wf.missing_packs]}
             for wf in analysis.workflows
         ],
         "references": [reference_to_json(r) for r in analysis.references],

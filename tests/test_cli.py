@@ -75,7 +75,8 @@ def test_scan_json_is_stable_and_machine_readable(capsys):
     assert report["report_version"] == 1 and report["checked"] is True and report["errors"] == []
     assert report["summary"] == {"total": 5, "present": 2, "elsewhere": 1, "missing": 2, "optional_missing": 0}
     (wf,) = report["workflows"]
-    assert set(wf) == {"path", "format", "warnings", "custom_node_types", "references", "summary"}
+    assert set(wf) == {"path", "format", "warnings", "custom_node_types", "references", "summary", "missing_packs",
+                       "informational_references"}
     assert wf["format"] == "ui" and wf["path"] == str(EXAMPLE_WORKFLOW)
     refs = {r["key"]: r for r in wf["references"]}
     assert all(REFERENCE_KEYS <= set(r) for r in refs.values())

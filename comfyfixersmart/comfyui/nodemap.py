@@ -64,6 +64,11 @@ class LiveNodeMap:
         mapping = getattr(module, "NODE_CLASS_MAPPINGS", None)
         return mapping if isinstance(mapping, dict) else None
 
+    def node_types(self) -> Optional[Set[str]]:
+        """Every node type the running ComfyUI knows now (None before its nodes are loaded)."""
+        mapping = self._mapping()
+        return set(map(str, list(mapping))) if mapping is not None else None
+
     def table(self) -> Optional[LoaderTable]:
         mapping = self._mapping()
         if mapping is None:

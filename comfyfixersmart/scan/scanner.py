@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Union
 
 from ..datamodel import ModelReference, ValidationResult, WorkflowData
 from ..errors import WorkflowParseError
@@ -14,8 +14,9 @@ from ..settings import Config, get_config
 from . import graph as g
 from .extract import Extractor
 from .loaders import FRONTEND_TYPES, LoaderTable, build_table, user_table_paths
+from .packs import missing_packs
 from .loading import WORKFLOW_EXTENSIONS, decode_json, load_workflow_ex, parse_workflow_bytes
-from .rootdefs import root_table
+from .rootdefs import read_root, root_table
 from .validate import validate_workflow as _validate
 
 log = get_logger(__name__)
@@ -42,6 +43,8 @@ class WorkflowScanner:
         self._extra_tables = list(loader_tables)
         self._node_table = node_table
         self._table: Optional[LoaderTable] = None
+        self._installed: Optional[Set[str]] = None
+        self._installed_read = False
         #: files that could not be read by the last ``scan_directory`` call
         self.errors: List[WorkflowParseError] = []
 
@@ -53,6 +56,24 @@ class WorkflowScanner:
             self._table = build_table(user_table_paths(self.config, self._extra_tables),
                                       self.config.model_type_mapping, derived=derived)
         return self._table
+
+    def installed_node_types(self) -> Optional[Set[str]]:
+        """Every node type of ``config.comfyui_root`` (ComfyUI's own and its custom_nodes' packs,
+        read statically); None without a root (or inside ComfyUI, where the routes know the live
+        set): then every non-core node type counts as not installed."""
+        if not self._installed_read:
+            self._installed_read = True
+            root = getattr(self.config, "comfyui_root", None)
+            if root is not None and self._node_table is None:
+                try:
+                    defs = read_root(root, self.config.cache_dir if self.config.cache_enabled else None)
+                    installed = set(defs.core.node_types) | set(defs.core.nodes)
+                    for pack in defs.packs.values():
+                        installed |= set(pack.node_types) | set(pack.nodes)
+                    self._installed = installed
+                except (OSError, RecursionError, MemoryError) as exc:
+                    log.warning("could not list the node types under %s: %s", root, exc)
+        return self._installed
 
     # -- public API -----------------------------------------------------------------------
     def scan_workflow(self, path: Union[str, os.PathLike]) -> WorkflowData:
@@ -149,6 +170,7 @@ class WorkflowScanner:
             format=fmt,
             warnings=result.warnings,
             informational_references=result.informational,
+            missing_packs=missing_packs(custom - FRONTEND_TYPES, self.installed_node_types()),
         )
 
 

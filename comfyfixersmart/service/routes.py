@@ -443,6 +443,7 @@ class FixerRoutes:
             "references": [reference_to_json(r) for r in analysis.references],
             "summary": summarize(analysis.references),
             "warnings": warnings,
+            "missing_packs": [p.to_dict() for p in self._missing_packs(analysis)],
         }
         if resolve:
             threshold = self._threshold(config, min_confidence)
@@ -450,6 +451,23 @@ class FixerRoutes:
                                   for r in analysis.resolutions]
             out["min_confidence"] = threshold
         return out
+
+    def _missing_packs(self, analysis: AnalysisResult) -> List[Any]:
+        """Packs providing the workflow's node types this ComfyUI lacks (the live node set;
+        outside ComfyUI what the scanner found: a root's packs, or all non-core types)."""
+        installed = None
+        fn = getattr(getattr(self, "node_map", None), "node_types", None)
+        if callable(fn):
+            installed = fn()
+        if installed is None:
+            seen: Dict[Any, Any] = {}
+            for wf in analysis.workflows:
+                for pack in wf.missing_packs:
+                    seen.setdefault((pack.url, tuple(pack.node_types)), pack)
+            return list(seen.values())
+        from ..scan.packs import missing_packs
+
+        return missing_packs({t for wf in analysis.workflows for t in wf.custom_node_types}, installed)
 
     def _check_reference_count(self, workflow: dict) -> None:
         """``RequestTooLargeError`` when the workflow names more models than ``max_references``."""
