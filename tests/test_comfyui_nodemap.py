@@ -209,3 +209,42 @@ async def test_scan_route_in_comfyui_uses_the_live_map(comfy, monkeypatch, aioht
         assert routes.node_map.last_count == len(comfy.nodes.NODE_CLASS_MAPPINGS)
     finally:
         routes.close()
+
+
+def test_pack_options_built_elsewhere_are_recognised_by_their_files(comfy, tmp_path):
+    fp = comfy.fp
+    (comfy.base / "models" / "loras").mkdir(parents=True)
+    for name in ("a.safetensors", "sub/b.safetensors"):
+        (comfy.base / "models" / "loras" / name).parent.mkdir(parents=True, exist_ok=True)
+        (comfy.base / "models" / "loras" / name).write_bytes(b"x")
+    listing = {"loras": ["a.safetensors", "sub/b.safetensors"]}
+    real = fp.get_filename_list
+    fp.get_filename_list = lambda key: list(listing.get(key, [])) or real(key)
+
+    # its source says nothing the reader can follow (the options come from another module)
+    src = tmp_path / "opaque.py"
+    src.write_text("from .helpers import lora_choices\nclass Opaque:\n    pass\n")
+    module = types.ModuleType("opaque_mod")
+    module.__file__ = str(src)
+    sys.modules["opaque_mod"] = module
+
+    def make(name, options, core=False):
+        cls = type(name, (), {"INPUT_TYPES": classmethod(lambda c: {"required": {
+            "model": ("MODEL",), "pick": (options,), "mode": (["a", "b"],)}})})
+        cls.__module__ = "opaque_mod"
+        cls.RELATIVE_PYTHON_MODULE = "comfy_extras.x" if core else "custom_nodes.opaque"
+        return cls
+
+    try:
+        comfy.nodes.NODE_CLASS_MAPPINGS.update({
+            "Opaque": make("Opaque", ["None", "a.safetensors", "sub/b.safetensors"]),
+            "Partial": make("Partial", ["a.safetensors", "other.bin"]),  # not every file: not that folder
+            "CoreOpaque": make("CoreOpaque", ["a.safetensors", "sub/b.safetensors"], core=True),
+        })
+        table = LiveNodeMap(fp).table()
+        spec = table.get("Opaque")[0]
+        assert (spec.input, spec.folder, spec.index, spec.ignore) == ("pick", "loras", 0, frozenset({"None"}))
+        assert table.get("Partial") == () and table.get("CoreOpaque") == ()  # core nodes: static + bundled
+    finally:
+        del sys.modules["opaque_mod"]
+        fp.get_filename_list = real

@@ -5,7 +5,9 @@ own source file with the static reader (``scan.nodedefs``; the file's reading is
 mtime/size in ``<cache_dir>/nodedefs.json``), inheriting through the live ``__mro__``.  For
 every class that has folder inputs the live ``INPUT_TYPES()`` (what ``/object_info`` calls)
 then confirms the folder where ComfyUI lists files for it, and gives the real widget
-positions.  Folder keys are ComfyUI's own (``map_legacy``), and every key of
+positions.  A pack class the reader found nothing in (options built in another module) is
+probed the same way: an option list holding every file of a folder that has files is that
+folder's (at most ``PROBE_BUDGET`` seconds of such calls per build).  Folder keys are ComfyUI's own (``map_legacy``), and every key of
 ``folder_paths.folder_names_and_paths`` is known.
 
 Nothing of ComfyUI is changed: no attribute is set, no folder list altered.  The map is
@@ -34,6 +36,8 @@ from ..scan.rootdefs import FileCache
 log = get_logger(__name__)
 
 LIVE_CACHE_NAME = "nodedefs-live.json"
+#: seconds spent at most calling INPUT_TYPES of pack classes the reader found no folder in
+PROBE_BUDGET = 0.5
 _WIDGETS = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 _SEEDS = frozenset({"seed", "noise_seed"})
 _UPLOADS = ("image_upload", "video_upload", "audio_upload", "upload", "model_upload")
@@ -111,6 +115,9 @@ class LiveNodeMap:
         specs: Dict[str, Tuple[LoaderSpec, ...]] = {}
         core: Set[str] = set()
         canonical = self._canonical
+        listings = _Listings(self)
+        # probing classes the reader found nothing in is the costly part: bounded
+        probe_deadline = time.perf_counter() + PROBE_BUDGET
         for node_type, cls in mapping.items():
             if not isinstance(node_type, str) or not isinstance(cls, type):
                 continue
@@ -119,7 +126,13 @@ class LiveNodeMap:
                 core.add(node_type)
             inputs = self._static_inputs(cls, defs_of)
             if not inputs:
-                continue
+                if is_core or not self._confirm or time.perf_counter() > probe_deadline:
+                    continue
+                # a pack's options built where the reader cannot follow (another module, a
+                # computed key): recognise the files of a folder among its live options
+                inputs = self._detected(cls, listings)
+                if not inputs:
+                    continue
             inputs = [FolderInput(i.input, canonical(i.folder), i.index, i.extras) for i in inputs]
             if self._confirm:
                 inputs = self._confirmed(cls, inputs)
@@ -173,6 +186,27 @@ class LiveNodeMap:
             out.append(FolderInput(inp.input, folder, index, inp.extras))
         return out
 
+    def _detected(self, cls: type, listings: "_Listings") -> List[FolderInput]:
+        """Folder inputs of a class found only by its live options: every file of one folder
+        (a folder that has files) is offered, and little else."""
+        try:
+            live = cls.INPUT_TYPES()
+        except Exception:
+            return []
+        if not isinstance(live, dict):
+            return []
+        options, positions = _live_inputs(live)
+        out = []
+        for name, opts in options.items():
+            names = {o for o in opts if isinstance(o, str)}
+            if not names:
+                continue
+            key = listings.match(names)
+            if key is not None:
+                extras = tuple(sorted(names - listings.files(key)))
+                out.append(FolderInput(name, key, positions.get(name), extras))
+        return out
+
     def _folder_listing(self, options: List[Any], folder: str) -> str:
         """``folder`` when its files are among the options (or it lists none), else the key that is."""
         names = {o for o in options if isinstance(o, str)}
@@ -195,6 +229,40 @@ class LiveNodeMap:
             return list(self._fp.get_filename_list(key))
         except Exception:
             return []
+
+
+class _Listings:
+    """The files of every model folder key that has some, listed once per build."""
+
+    def __init__(self, owner: LiveNodeMap):
+        self._owner = owner
+        self._lists: Optional[Dict[str, frozenset]] = None
+
+    def _all(self) -> Dict[str, frozenset]:
+        if self._lists is None:
+            lists: Dict[str, frozenset] = {}
+            for key in list(getattr(self._owner._fp, "folder_names_and_paths", {})):
+                if key in NON_MODEL_KEYS:
+                    continue
+                files = frozenset(self._owner._files(key))
+                if files:
+                    lists.setdefault(self._owner._canonical(key), files)
+            self._lists = lists
+        return self._lists
+
+    def files(self, key: str) -> frozenset:
+        return self._all().get(key, frozenset())
+
+    def match(self, names: Set[str]) -> Optional[str]:
+        """The one key all of whose files are among ``names``, which hold few other entries."""
+        found = [(len(files), key) for key, files in self._all().items()
+                 if files <= names and len(names - files) <= max(3, len(names) // 10)]
+        if not found:
+            return None
+        found.sort(reverse=True)
+        if len(found) > 1 and found[0][0] == found[1][0]:
+            return None  # two folders with the same files: no telling which one the node reads
+        return found[0][1]
 
 
 def _source_file(cls: Any, module_name: Optional[str]) -> Optional[str]:
