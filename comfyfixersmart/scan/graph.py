@@ -94,7 +94,8 @@ def hashable(value: Any) -> Any:
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        return int(value) if value.isdigit() and len(value) < 19 else value
+        # isdigit() alone accepts "²" and other digits int() refuses
+        return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return str(value)
