@@ -238,3 +238,37 @@ def test_validate_workflow(scanner):
     assert not scanner.validate_workflow([1, 2]).valid  # type: ignore[arg-type]
     api = scanner.validate_workflow({"1": {"class_type": "X", "inputs": {"a": ["2", 0]}}})
     assert api.valid and api.format == "api" and "missing node" in api.warnings[0]
+
+
+def test_host_widget_values_follow_the_subgraph_inputs_that_feed_widgets(scanner):
+    """The frontend saves one host value per subgraph input feeding an inner widget, in the
+    subgraph's input order; the host's own ``inputs`` list may lack some (as in ComfyUI's
+    official templates), so it cannot be the index."""
+    sub = {"id": "S", "inputs": [
+        {"name": "image", "type": "IMAGE", "linkIds": []},
+        {"name": "unet_name", "type": "COMBO", "linkIds": [1]},
+        {"name": "vae_name", "type": "COMBO", "linkIds": [2]},
+        {"name": "vae_name_1", "type": "COMBO", "linkIds": [3]},
+        {"name": "coords", "type": "STRING", "linkIds": [4]},  # a socket-only string: no host value
+        {"name": "model_name", "type": "COMBO", "linkIds": [5]}],
+        "nodes": [
+            {"id": 10, "type": "UNETLoader", "inputs": [{"name": "unet_name", "widget": {"name": "unet_name"}, "link": 1}],
+             "widgets_values": ["inner-unet.safetensors", "default"]},
+            {"id": 11, "type": "VAELoader", "inputs": [{"name": "vae_name", "widget": {"name": "vae_name"}, "link": 2}],
+             "widgets_values": ["inner-a.safetensors"]},
+            {"id": 12, "type": "VAELoader", "inputs": [{"name": "vae_name", "widget": {"name": "vae_name"}, "link": 3}],
+             "widgets_values": ["inner-b.safetensors"]},
+            {"id": 13, "type": "SomeNode", "inputs": [{"name": "coords", "link": 4}], "widgets_values": []},
+            {"id": 14, "type": "LatentUpscaleModelLoader",
+             "inputs": [{"name": "model_name", "widget": {"name": "model_name"}, "link": 5}],
+             "widgets_values": ["inner-up.safetensors"]}],
+        "links": [{"id": i, "origin_id": -10, "origin_slot": s, "target_id": t, "target_slot": 0, "type": "*"}
+                  for i, s, t in ((1, 1, 10), (2, 2, 11), (3, 3, 12), (4, 4, 13), (5, 5, 14))]}
+    host = {"id": 1, "type": "S", "mode": 0,
+            "inputs": [{"name": "vae_name", "widget": {"name": "vae_name"}, "link": None},  # unet_name missing
+                       {"name": "model_name", "widget": {"name": "model_name"}, "link": None}],
+            "widgets_values": ["unet.safetensors", "video-vae.safetensors", "audio-vae.safetensors", "up.safetensors"]}
+    wf = {"nodes": [host], "links": [], "definitions": {"subgraphs": [sub]}}
+    assert {r.key for r in scanner.extract_models(wf)} == {
+        "diffusion_models/unet.safetensors", "vae/video-vae.safetensors", "vae/audio-vae.safetensors",
+        "latent_upscale_models/up.safetensors"}

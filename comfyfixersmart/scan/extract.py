@@ -96,6 +96,9 @@ class Extraction:
     #: ``<lora:>`` tags on nodes that do not apply them: shown, never required
     informational: List[ModelReference] = field(default_factory=list)
 
+#: subgraph input types shown as a widget on the host node (others are sockets only)
+_WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
+
 #: how far upstream a text may travel (through string nodes) into a node applying LoRA tags
 MAX_TAG_HOPS = 16
 
@@ -111,6 +114,7 @@ class Extractor:
         self.refs: Dict[Tuple[str, str], ModelReference] = {}
         self.fallback: Dict[Tuple[str, str], ModelReference] = {}
         self.info: Dict[Tuple[str, str], ModelReference] = {}
+        self._host_names: Dict[Tuple[int, int], List[str]] = {}
         #: ids of the nodes (of the graph level being walked) whose ``<lora:>`` tags are applied
         self._tag_nodes: set = set()
         self.out = Extraction()
@@ -355,13 +359,50 @@ class Extractor:
         if isinstance(wv, dict):
             return (wv[name], self._host_loc(host, f"widgets_values.{name}")) if name in wv else (_MISSING, None)
         if isinstance(wv, list) and not host.proxy:
-            names = [i.get("widget", {}).get("name") for i in hnode.get("inputs") or []
-                     if isinstance(i, dict) and isinstance(i.get("widget"), dict)]
+            names = self._host_widget_names(host, len(wv))
             if name in names:
                 k = names.index(name)
                 if k < len(wv):
                     return wv[k], self._host_loc(host, f"widgets_values[{k}]")
         return _MISSING, None
+
+    def _host_widget_names(self, host: _Host, count: int) -> List[str]:
+        """The subgraph inputs the host's ``widgets_values`` hold, in order.
+
+        The frontend saves one value per subgraph input that feeds a widget, in the order of
+        the subgraph's inputs; the host's own ``inputs`` list may lack some of them.  So:
+        the inputs linked to an inner widget, else those of a widget type, when either count
+        matches the values; else the host's widget inputs as listed."""
+        sub = host.sub
+        key = (id(sub), count)
+        cached = self._host_names.get(key)
+        if cached is not None:
+            return cached
+        sub_inputs = [i for i in sub.get("inputs") or [] if isinstance(i, dict)]
+        graph = g.UIGraph(sub.get("nodes"), sub.get("links"))
+
+        def feeds_widget(spec: dict) -> bool:
+            for link_id in spec.get("linkIds") or []:
+                link = graph.link(link_id)
+                target = graph.node(link[2]) if link is not None else None
+                slots = target.get("inputs") if isinstance(target, dict) else None
+                if isinstance(slots, list) and isinstance(link[3], int) and 0 <= link[3] < len(slots):
+                    slot = slots[link[3]]
+                    if isinstance(slot, dict) and isinstance(slot.get("widget"), dict):
+                        return True
+            return False
+
+        names: List[str] = []
+        for candidate in ([str(i.get("name")) for i in sub_inputs if feeds_widget(i)],
+                          [str(i.get("name")) for i in sub_inputs if i.get("type") in _WIDGET_TYPES]):
+            if len(candidate) == count:
+                names = candidate
+                break
+        else:
+            names = [i.get("widget", {}).get("name") for i in host.node.get("inputs") or []
+                     if isinstance(i, dict) and isinstance(i.get("widget"), dict)]
+        self._host_names[key] = names
+        return names
 
     def _ui_spec(self, ctx: _Ctx, node: dict, ntype: str, spec: LoaderSpec, optional: bool) -> None:
         if spec.is_glob:
