@@ -151,7 +151,9 @@ class ApiConverter:
     def _widget_names(self, node: Dict[str, Any], count: int) -> List[str]:
         names = [i["widget"]["name"] for i in node.get("inputs") or []
                  if isinstance(i, dict) and isinstance(i.get("widget"), dict) and i["widget"].get("name")]
-        if names:
+        # an old or hand-edited file may list only some widgets (those once converted to inputs)
+        controls = sum(1 for v in node.get("widgets_values") or [] if v in CONTROL_VALUES)
+        if names and count - controls <= len(names) <= count:
             self.named_by["node inputs"] += 1
             return names
         specs = self.table.get(node.get("type")) if self.table is not None else ()
@@ -248,12 +250,36 @@ class ApiConverter:
         if match is not None and match.get("link") is not None:
             nodes = {n.get("id"): n for n in level.get("nodes") or [] if isinstance(n, dict)}
             return self._resolve(match["link"], _links(level), nodes, prefix, None, depth)
-        widget_names = [i.get("widget", {}).get("name") for i in host_inputs if isinstance(i.get("widget"), dict)]
         values = node.get("widgets_values")
+        widget_names = self._host_widget_names(sub, node, len(values) if isinstance(values, list) else 0)
         if isinstance(values, list) and name in widget_names:
             k = widget_names.index(name)
             return values[k] if k < len(values) else None
         return None
+
+
+    @staticmethod
+    def _host_widget_names(sub: Dict[str, Any], node: Dict[str, Any], count: int) -> List[str]:
+        """The frontend's host widgets: one per subgraph input feeding an inner widget, in input order."""
+        inner = {n.get("id"): n for n in sub.get("nodes") or [] if isinstance(n, dict)}
+        links = _links(sub)
+
+        def feeds_widget(spec: Dict[str, Any]) -> bool:
+            for link_id in spec.get("linkIds") or []:
+                link = links.get(link_id)
+                target = inner.get(link[2]) if link else None
+                slots = (target or {}).get("inputs") or []
+                if link and isinstance(link[3], int) and 0 <= link[3] < len(slots) and isinstance(slots[link[3]], dict) \
+                        and slots[link[3]].get("widget"):
+                    return True
+            return False
+
+        sub_inputs = [i for i in sub.get("inputs") or [] if isinstance(i, dict)]
+        names = [i.get("name") for i in sub_inputs if feeds_widget(i)]
+        if len(names) == count:
+            return names
+        return [i.get("widget", {}).get("name") for i in node.get("inputs") or []
+                if isinstance(i, dict) and isinstance(i.get("widget"), dict)]
 
 
 def to_schema1(wf: Dict[str, Any]) -> Dict[str, Any]:
@@ -285,15 +311,20 @@ def to_png(wf: Dict[str, Any]) -> bytes:
 def to_windows(wf: Dict[str, Any], labels: Set[Label]) -> Tuple[Dict[str, Any], Set[Label]]:
     """Every widget value naming a labelled file moved into ``bench\\`` (a Windows sub-folder)."""
     names = {name for _folder, name in labels}
+    moved: Set[str] = set()
     out = copy.deepcopy(wf)
+
+    def one(v: Any) -> Any:
+        if isinstance(v, str) and v.replace("\\", "/") in names:
+            moved.add(v.replace("\\", "/"))
+            return "bench\\" + v.replace("/", "\\")
+        return v
 
     def move(values: Any) -> Any:
         if isinstance(values, list):
-            return [("bench\\" + v.replace("/", "\\")) if isinstance(v, str) and v.replace("\\", "/") in names else v
-                    for v in values]
+            return [one(v) for v in values]
         if isinstance(values, dict):
-            return {k: ("bench\\" + v.replace("/", "\\")) if isinstance(v, str) and v.replace("\\", "/") in names else v
-                    for k, v in values.items()}
+            return {k: one(v) for k, v in values.items()}
         return values
 
     for level in _levels(out):
@@ -302,7 +333,8 @@ def to_windows(wf: Dict[str, Any], labels: Set[Label]) -> Tuple[Dict[str, Any], 
                 node["widgets_values"] = move(node.get("widgets_values"))
                 if isinstance(node.get("widgets_values_named"), dict):
                     node["widgets_values_named"] = move(node["widgets_values_named"])
-    return out, {(folder, "bench/" + name) for folder, name in labels}
+    # names written inside prompt text (embedding:NAME) are not widget values: they stay
+    return out, {(folder, "bench/" + name if name in moved else name) for folder, name in labels}
 
 
 # -- scoring --------------------------------------------------------------------------------------
