@@ -168,3 +168,12 @@ def test_a_failed_refresh_only_logs(tmp_path, monkeypatch):
     thread.join(60)
     assert not thread.is_alive()
     assert index_path(config) is None
+
+
+def test_a_shrunken_rebuild_is_not_used(pypi, tmp_path, monkeypatch):
+    publish_all(pypi)
+    monkeypatch.setattr(index_refresh, "MIN_MODELS", 100)  # the test packages list 4 files
+    config = config_for(pypi, tmp_path)
+    with pytest.raises(ValueError, match="only 4 entries"):
+        index_refresh.refresh_index(config)
+    assert index_path(config) is None

@@ -377,3 +377,25 @@ def test_search_by_file_name_and_free_text(fake_hub, tmp_path):
         (hit,) = search.search("tool.safetensors")
         assert hit.backend == "index" and hit.directory == "upscale_models"
         assert search.search("a tool") == []
+
+
+def test_civitai_and_other_host_entries(fake_hub, tmp_path):
+    ids = fake_hub.add_civitai_model("Some LoRA", {"some_lora.safetensors": blob(200, seed=4)}, type="LORA")
+    config = config_for_hub(fake_hub, tmp_path, known_models_file=hub_index(tmp_path, [
+        {"name": "some_lora.safetensors", "directory": "loras",
+         "url": f"https://civitai.com/api/download/models/{ids.version_id}?fileId={ids.file_id}"},
+        {"name": "gone_lora.safetensors", "directory": "loras", "url": "https://civitai.com/api/download/models/424242"},
+        {"name": "4x.pth", "directory": "upscale_models", "url": "https://github.com/x/y/releases/download/v1/4x.pth"},
+    ]))
+    with ModelSearch(config, backends=["index"]) as search:
+        (civ,) = search.resolve(ref("some_lora.safetensors", "loras"))
+        assert civ.confidence >= 0.95 and "confirmed on the hub" in civ.reason
+        assert civ.download_url == f"{fake_hub.civitai_url}/api/download/models/{ids.version_id}?fileId={ids.file_id}"
+        assert civ.metadata["canonical_url"].startswith("https://civitai.com/")
+        (gone,) = search.resolve(ref("gone_lora.safetensors", "loras"))
+        assert gone.confidence <= 0.3 and "not found" in gone.reason
+        (other,) = search.resolve(ref("4x.pth", "upscale_models"))
+    # github.com is not on this config's allow-list: offered, never auto-downloaded
+    assert other.confidence <= 0.5 and "not on the allow-list" in other.reason
+    assert other.download_url == "https://github.com/x/y/releases/download/v1/4x.pth"
+    assert fake_hub.request_count("/api/v1/model-versions/*") == 2
