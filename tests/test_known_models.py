@@ -101,6 +101,9 @@ def test_lookup_by_name_subfolder_case_and_folder(small_index):
     assert small_index.lookup("ae.safetensors", "checkpoints") == []
     assert small_index.lookup("flux1-schnell.safetensors", "unet")  # legacy folder name mapped
     assert small_index.by_name("") == [] and small_index.by_name("nothing.safetensors") == []
+    # a bare name (embeddings are loaded without extension) finds the file
+    assert [m.name for m in small_index.by_name("flux1-schnell")] == ["flux1-schnell.safetensors"]
+    assert small_index.by_name("flux1") == [] and small_index.by_name("FLUX1-schnell")[0].case_exact is False
     m = small_index.lookup("ae.safetensors", "vae")[1]
     assert m.subfolder == "FLUX1" and m.in_manager and not m.in_templates
     assert "ComfyUI-Manager model list (comfyui-manager 4.3)" in m.describe()

@@ -9,7 +9,7 @@ background refresh, ``index_refresh``); the bundled snapshot.
 Lookups (all return lists: one name may be listed with several URLs):
 
 * ``by_name(name, folder=None)``: by file name, with or without a sub-folder (``SDXL/x.safetensors``
-  finds ``x.safetensors``).  ComfyUI matches names exactly, so exact-case hits come first and
+  finds ``x.safetensors``; a bare embedding name ``easynegative`` finds ``easynegative.safetensors``).  ComfyUI matches names exactly, so exact-case hits come first and
   a case-insensitive hit is returned only when there is no exact one (``KnownModel.case_exact``).
 * ``lookup(name, folder)``: by (name, folder key; legacy names mapped).
 * ``by_sha256(hex)``.
@@ -206,6 +206,12 @@ class KnownModelIndex:
         hits = [models[i] for i in self._by_name.get(base, [])]
         if not hits:
             hits = [replace(models[i], case_exact=False) for i in self._by_lower.get(base.lower(), [])]
+        if not hits and "." not in base:
+            # ComfyUI loads embeddings by bare name (it tries .safetensors, .pt, .bin)
+            stem = base.lower() + "."
+            hits = [models[i] if models[i].basename.startswith(base + ".") else replace(models[i], case_exact=False)
+                    for key, ids in self._by_lower.items() if key.startswith(stem) and "." not in key[len(stem):]
+                    for i in ids]
         if folder:
             key = canonical_folder(folder)
             hits.sort(key=lambda m: m.directory != key)
