@@ -277,15 +277,19 @@ class ComfyFixerCore:
         search = self.search
         results: Dict[int, Resolution] = {}
 
+        unique: Dict[str, int] = {}  # key -> index of its first reference: one lookup per file
+        for i, ref in enumerate(refs):
+            unique.setdefault(ref.key, i)
+
         def one(i: int, ref: ModelReference) -> None:
             if not pace.wait_turn():
                 return
             results[i] = search.resolve_many([ref], backends=backends)[0]
 
-        workers = max(1, min(self.config.search_concurrency, len(refs)))
+        workers = max(1, min(self.config.search_concurrency, len(unique)))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="comfyfixer-resolve")
         try:
-            futures = [pool.submit(one, i, ref) for i, ref in enumerate(refs)]
+            futures = [pool.submit(one, i, refs[i]) for i in unique.values()]
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -297,8 +301,16 @@ class ComfyFixerCore:
             # queued lookups are dropped; one in flight ends on its own, nobody waits for it
             pool.shutdown(wait=False, cancel_futures=True)
         if cancel.is_set():
-            raise ResolveCancelledError(f"cancelled after looking up {len(results)} of {len(refs)} references")
-        return [results[i] for i in range(len(refs))]
+            raise ResolveCancelledError(f"cancelled after looking up {len(results)} of {len(unique)} references")
+        out: List[Resolution] = []
+        for i, ref in enumerate(refs):
+            first = unique[ref.key]
+            if first == i:
+                out.append(results[i])
+            else:  # a copy per duplicate: callers may change candidates
+                out.append(Resolution(reference=ref, candidates=copy.deepcopy(results[first].candidates),
+                                      errors=list(results[first].errors)))
+        return out
 
     # -- planning -----------------------------------------------------------------------
     def threshold(self, min_confidence: Optional[float] = None) -> float:

@@ -127,15 +127,19 @@ def test_core_resolve_checks_cancel_between_references(make_config):
 
 
 def test_core_resolve_keeps_order_and_results(make_config):
+    looked_up = []
+
     class EchoSearch:
         def resolve_many(self, refs, backends=None):
+            looked_up.extend(r.key for r in refs)
             return [Resolution(reference=r) for r in refs]
 
-    refs = [ModelReference(filename=f"m{i}.safetensors", node_type="X", expected_type="x",
+    refs = [ModelReference(filename=f"m{i % 40}.safetensors", node_type="X", expected_type="x",
                            expected_directory="loras") for i in range(50)]
     core = ComfyFixerCore(make_config(search_concurrency=4), search=EchoSearch())
     out = core.resolve(refs, cancel=threading.Event())
     assert [r.reference.filename for r in out] == [r.filename for r in refs]
+    assert sorted(looked_up) == sorted({r.key for r in refs})  # one lookup per distinct file
 
 
 # -- resolve: cap and pacing ------------------------------------------------------------------------

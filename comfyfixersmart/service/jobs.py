@@ -852,6 +852,7 @@ class SlotPool:
         self._cond = threading.Lock()
         self._queue: "collections.OrderedDict[Any, Tuple[Callable[..., Any], tuple]]" = collections.OrderedDict()
         self._running: set = set()
+        self._threads: set = set()
         self._closed = False
         self._count = 0
 
@@ -904,10 +905,17 @@ class SlotPool:
         ids = list(touched) if job_id is None else [job_id]
         return {"retried": retried, "jobs": [self.get(i) for i in ids]}
 
-    def shutdown(self, wait: bool = False) -> None:
+    def shutdown(self, wait: bool = False, timeout: float = 60.0) -> None:
+        """Start nothing more; with ``wait``, join the threads still running (their tasks
+        were told to stop by the caller), up to ``timeout`` s in all."""
         with self._cond:
             self._closed = True
             self._queue.clear()
+            threads = list(self._threads)
+        if wait:
+            deadline = time.monotonic() + timeout
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _fill(self) -> None:
         while True:
@@ -917,8 +925,10 @@ class SlotPool:
                 key, (fn, args) = self._queue.popitem(last=False)
                 self._running.add(key)
                 self._count += 1
-                n = self._count
-            threading.Thread(target=self._work, args=(key, fn, args), name=f"{self._name}-{n}", daemon=True).start()
+                thread = threading.Thread(target=self._work, args=(key, fn, args),
+                                          name=f"{self._name}-{self._count}", daemon=True)
+                self._threads.add(thread)
+            thread.start()
 
     def _work(self, key: Any, fn: Callable[..., Any], args: tuple) -> None:
         try:
@@ -926,6 +936,8 @@ class SlotPool:
         except Exception:  # the task records its own failures; this is a last resort
             log.exception("background task failed")
         finally:
+            with self._cond:
+                self._threads.discard(threading.current_thread())
             self.release(key)
 
 
