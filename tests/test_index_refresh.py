@@ -158,7 +158,9 @@ def test_maybe_refresh_is_off_by_default_weekly_and_never_blocks(pypi, tmp_path,
     assert index_refresh.maybe_refresh(config) is None  # once per process
     monkeypatch.setattr(index_refresh, "_started", {})
     assert index_refresh.maybe_refresh(config) is None  # checked less than a week ago
-    assert index_refresh.maybe_refresh(config, now=10**12) is not None
+    late = index_refresh.maybe_refresh(config, now=10**12)
+    assert late is not None
+    late.join(60)
 
 
 def test_a_failed_refresh_only_logs(tmp_path, monkeypatch):
@@ -168,6 +170,14 @@ def test_a_failed_refresh_only_logs(tmp_path, monkeypatch):
     thread.join(60)
     assert not thread.is_alive()
     assert index_path(config) is None
+    # the next start does not ask again for a day, then it does
+    monkeypatch.setattr(index_refresh, "_started", {})
+    assert index_refresh.maybe_refresh(config) is None
+    import time
+
+    again = index_refresh.maybe_refresh(config, now=time.time() + index_refresh.RETRY_AFTER_FAILURE + 60)
+    assert again is not None
+    again.join(60)
 
 
 def test_a_shrunken_rebuild_is_not_used(pypi, tmp_path, monkeypatch):

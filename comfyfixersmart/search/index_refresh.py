@@ -29,6 +29,8 @@ from .known_models import REFRESHED, KnownModelIndex
 log = get_logger(__name__)
 
 REFRESH_EVERY = 7 * 24 * 3600
+#: after a failed refresh (offline, PyPI down), the next try waits this long
+RETRY_AFTER_FAILURE = 24 * 3600
 STATE_FILE = "known_models.refresh.json"
 #: a wheel bigger than this is not one of ours (the -json package is ~4 MB)
 MAX_WHEEL_BYTES = 64 * 1024 * 1024
@@ -62,6 +64,12 @@ def _run(config) -> None:
         log.info("known-model index refresh: %s", "rebuilt" if changed else "up to date")
     except Exception as exc:  # never fatal: the bundled snapshot still answers
         log.info("known-model index refresh skipped: %s", exc)
+        # an offline machine should not ask again at every start: try again in a day
+        cache_dir = Path(config.cache_dir)
+        state = _read_state(cache_dir)
+        state["checked"] = max(float(state.get("checked") or 0),
+                               time.time() - REFRESH_EVERY + RETRY_AFTER_FAILURE)
+        _write_state(cache_dir, state)
 
 
 def refresh_index(config, session=None) -> bool:
