@@ -49,6 +49,9 @@ def reference_to_json(ref: ModelReference) -> Dict[str, Any]:
         out["folder_reason"] = ref.folder_reason
     if ref.found_path:
         out["found_path"] = ref.found_path
+    if ref.local_path:
+        # the file on disk (present or elsewhere): what POST /comfyfixer/relink takes as "source"
+        out["local_path"] = ref.local_path
     if ref.url:
         out["url"] = redact_url(ref.url)
     if ref.hash:

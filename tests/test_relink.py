@@ -276,6 +276,25 @@ async def test_relink_route(api, root):
     assert resp.status == 415
 
 
+async def test_relink_route_takes_the_scans_found_path(api, root):
+    body = {"source": "checkpoints/style.safetensors", "folder": "loras", "name": "style.safetensors", "mode": "link"}
+    resp = await api.post("/comfyfixer/relink", json=body)
+    assert resp.status == 200, await resp.text()
+    assert os.path.samefile((await resp.json())["path"], src(root))
+    for bad in ("checkpoints/../../x.safetensors", "nope/style.safetensors", "checkpoints/missing.safetensors",
+                "checkpoints"):
+        resp = await api.post("/comfyfixer/relink", json={**body, "source": bad})
+        assert resp.status == 400, (bad, await resp.text())
+
+
+async def test_scan_reports_the_local_path_relink_takes(api, root):
+    wf = {"last_node_id": 1, "links": [], "version": 0.4, "nodes": [
+        {"id": 1, "type": "LoraLoader", "mode": 0, "properties": {}, "widgets_values": ["style.safetensors", 1, 1]}]}
+    refs = (await (await api.post("/comfyfixer/scan", json={"workflow": wf})).json())["references"]
+    (ref,) = refs
+    assert ref["status"] == "elsewhere" and ref["local_path"] == src(root)
+
+
 def test_cli_relink_fixes_every_elsewhere_reference(root, tmp_path, capsys):
     from comfyfixersmart.cli import main
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import threading
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
@@ -404,8 +405,11 @@ class FixerRoutes:
         from ..relink import relink_file
 
         config = self.effective_config()
+        folders = self.folders()
+        if not os.path.isabs(source):
+            source = _found_path_to_absolute(source, folders)
         with ModelInventory(config) as hashes:  # the sha256 cache, no folder walk
-            return relink_file(source, self.folders(), folder, name, mode if isinstance(mode, str) else "",
+            return relink_file(source, folders, folder, name, mode if isinstance(mode, str) else "",
                                hasher=hashes.sha256, protected=self.protected_roots())
 
     @_guarded
@@ -571,6 +575,20 @@ def _item_error(exc: BaseException) -> Dict[str, Any]:
     if help_url:
         out["help_url"] = help_url
     return out
+
+
+def _found_path_to_absolute(found: str, folders: Mapping[str, Sequence[str]]) -> str:
+    """A scan's ``found_path`` (``folder_key/relative/name``) as the absolute path of the file."""
+    from ..security import safe_join
+
+    key, _, rel = found.replace("\\", "/").partition("/")
+    if key not in folders or not rel:
+        raise ValidationError("source must be an absolute path or a found_path 'folder_key/relative/name'")
+    for root in folders[key]:
+        path = safe_join(root, rel)
+        if os.path.lexists(path):
+            return str(path)
+    raise ValidationError(f"source {found[:120]!r} does not exist")
 
 
 def _close(core: Any) -> None:
