@@ -578,6 +578,8 @@ def _print_resolutions(out, analysis, threshold: float) -> None:
     from rich import box
     from rich.table import Table
 
+    from .pickles import is_pickle_name
+
     if not analysis.resolutions:
         out.print("[green]nothing is missing[/]" if analysis.workflows else "[dim]no workflow read[/]")
         return
@@ -598,6 +600,8 @@ def _print_resolutions(out, analysis, threshold: float) -> None:
         sure += chosen is not None
         for i, c in enumerate(res.candidates[:5]):
             mark = "→" if c is chosen else str(i + 1)
+            if c.metadata.get("pickle") or is_pickle_name(c.filename):
+                mark += "!"  # a pickle format: never downloaded without a yes for this file
             style = "green" if c.confidence >= threshold else "yellow" if c.confidence >= AUTO_CHOICE_FLOOR else "dim"
             where = c.metadata.get("page_url") or c.download_url
             table.add_row(mark, f"[{style}]{c.confidence:.0%}[/]", _esc(c.backend), _esc(c.filename),
@@ -612,6 +616,9 @@ def _print_resolutions(out, analysis, threshold: float) -> None:
     total = len(analysis.resolutions)
     out.print(f"{total} to find: [green]{sure} sure enough to download[/] (≥ {threshold:.0%}, marked →), "
               f"{total - sure} to pick by hand or not found")
+    if any(c.metadata.get("pickle") or is_pickle_name(c.filename) for r in analysis.resolutions for c in r.candidates):
+        out.print("[yellow]![/] a pickle format (.ckpt/.pt/.pth/.bin) can run code when loaded: `fix` asks for "
+                  "each one (or takes --allow-pickle NAME)")
 
 
 def _print_plan(out, run) -> None:
@@ -636,6 +643,9 @@ def _print_plan(out, run) -> None:
                           "[green]known[/]" if spec.get("sha256") else "[dim]unknown[/]",
                           _esc(spec.get("reason", "")))
         out.print(table)
+        for spec in run.plan:
+            for warning in spec.get("warnings") or ():
+                out.print(f"  [yellow]warning:[/] {_esc(spec['filename'])}: {_esc(warning)}")
     for f in run.skipped:
         out.print(f"[dim]left alone[/] {_esc(f.directory)}/{_esc(f.filename)}: {_esc(f.reason)}")
     for f in run.failures:

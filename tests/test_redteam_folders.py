@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from fakehub.fixtures import fake_hub  # noqa: F401
+
 from comfyfixersmart.comfyui.paths import ComfyFolders
 from comfyfixersmart.core import ComfyFixerCore
 from comfyfixersmart.datamodel import AnalysisResult, ModelReference, Resolution, SearchResult
@@ -317,3 +319,39 @@ async def test_a_folder_key_comfyui_does_not_list_is_accepted_into_models_key(ap
     for directory in ("output_images", "unknown", "back ground", "bg/removal", "con", ".hidden"):
         resp = await api.post("/comfyfixer/download", json={"items": [{**item, "directory": directory}]})
         assert resp.status == 400, (directory, await resp.text())
+
+
+# -- the whole pipeline: a pickle found on the hub --------------------------------------------------
+
+def test_cli_fix_refuses_a_pickle_until_allowed(fake_hub, tmp_path, monkeypatch, capsys):  # noqa: F811
+    import json as _json
+
+    from fakehub.fixtures import config_for_hub
+
+    from comfyfixersmart import cli
+
+    data = b"PK\x03\x04 pretend torch zip " + bytes(range(256)) * 40
+    fake_hub.add_hf_repo("acme/toad", {"toad.ckpt": data})
+    root = tmp_path / "ComfyUI"
+    (root / "models" / "checkpoints").mkdir(parents=True)
+    config = config_for_hub(fake_hub, tmp_path)
+    for name in ("civitai_base_url", "hf_endpoint", "state_dir", "cache_dir", "log_dir"):
+        monkeypatch.setenv(f"COMFYFIXER_{name.upper()}", str(getattr(config, name)))
+    monkeypatch.setenv("COMFYFIXER_ALLOWED_HOSTS", "127.0.0.1,localhost")
+    monkeypatch.setenv("COLUMNS", "200")
+    wf = tmp_path / "wf.json"
+    wf.write_text(_json.dumps({"last_node_id": 1, "links": [], "version": 0.4, "nodes": [
+        {"id": 1, "type": "CheckpointLoaderSimple", "mode": 0, "properties": {}, "widgets_values": ["toad.ckpt"]}]}))
+    # picked by hand (100 %): still not downloaded, a pickle needs its own yes
+    code = cli.main(["fix", str(wf), "--comfyui-root", str(root), "--yes", "--json", "--pick", "toad.ckpt=1"])
+    report = _json.loads(capsys.readouterr().out)
+    assert [f["error_type"] for f in report["failures"]] == [PICKLE_CONFIRMATION]
+    assert code == 1 and report["plan"] == [] and not (root / "models" / "checkpoints" / "toad.ckpt").exists()
+    code = cli.main(["resolve", str(wf), "--comfyui-root", str(root)])
+    assert "pickle format" in capsys.readouterr().out
+    code = cli.main(["fix", str(wf), "--comfyui-root", str(root), "--yes", "--allow-pickle", "toad.ckpt",
+                     "--pick", "toad.ckpt=1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert (root / "models" / "checkpoints" / "toad.ckpt").read_bytes() == data
+    assert "pickle" in out  # the warning is on the row
