@@ -31,6 +31,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from .datamodel import ELSEWHERE, ModelReference, _Serializable
 from .errors import (
+    ComfyFixerError,
     FileExistsConflictError,
     InsufficientSpaceError,
     IntegrityError,
@@ -54,6 +55,10 @@ _CHUNK = 4 * 1024 * 1024
 
 #: (path) -> sha256, e.g. ``ModelInventory.sha256`` (cached by size and mtime)
 Hasher = Callable[[str], str]
+
+
+class RelinkError(ComfyFixerError, OSError):
+    """The filesystem refused a link or copy (permissions, a read-only folder ...)."""
 
 
 @dataclass
@@ -186,16 +191,26 @@ def _existing(target: Path, src: Path, digest: str, hash_of: Hasher) -> bool:
 def _place(src: Path, target: Path, digest: str, *, symlink: bool) -> str:
     """Create ``target`` (never replacing anything) and verify it; returns how."""
     if symlink:
-        os.symlink(src, target)  # FileExistsError if anything appeared there meanwhile
+        try:
+            os.symlink(src, target)  # FileExistsError if anything appeared there meanwhile
+        except FileExistsError:
+            raise FileExistsConflictError(f"{target} appeared meanwhile; not replaced") from None
+        except OSError as exc:  # e.g. Windows without the symlink privilege
+            raise RelinkError(f"cannot create a symbolic link here ({exc.strerror or exc}); use link") from None
         if not os.path.samefile(target, src):
             os.unlink(target)
             raise IntegrityError(f"{target} does not lead to {src}")
         return "symlink"
     try:
-        os.link(src, target, follow_symlinks=False)
+        if os.link in os.supports_follow_symlinks:
+            os.link(src, target, follow_symlinks=False)  # a source swapped for a symlink meanwhile is not followed
+        else:  # Windows: os.link never follows symlinks there
+            os.link(src, target)
     except OSError as exc:
+        if isinstance(exc, FileExistsError):
+            raise FileExistsConflictError(f"{target} appeared meanwhile; not replaced") from None
         if exc.errno not in _NO_HARDLINK:
-            raise
+            raise RelinkError(f"cannot link {src.name} into {target.parent}: {exc.strerror or exc}") from None
         log.info("no hard link for %s (%s); copying", target, exc.strerror)
     else:
         if not os.path.samefile(target, src):  # pragma: no cover - a filesystem that lies
@@ -228,7 +243,10 @@ def _copy_verified(src: Path, target: Path, digest: str) -> None:
         if h.hexdigest() != digest:
             raise IntegrityError(f"the copy of {src.name} does not match its sha256; nothing was changed")
         shutil.copystat(src, tmp)
-        os.link(tmp, target)
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise FileExistsConflictError(f"{target} appeared meanwhile; not replaced") from None
     finally:
         try:
             os.unlink(tmp)
@@ -254,4 +272,4 @@ def _sha256(path: str) -> str:
     return sha256_file(path)
 
 
-__all__ = ["MODES", "RelinkResult", "relink_file", "relink_references"]
+__all__ = ["MODES", "RelinkError", "RelinkResult", "relink_file", "relink_references"]

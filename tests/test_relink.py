@@ -312,3 +312,36 @@ def test_cli_relink_fixes_every_elsewhere_reference(root, tmp_path, capsys):
     assert os.path.samefile(root / "models" / "loras" / "style.safetensors", src(root))
     code = main(["relink", str(path), "--comfyui-root", str(root)])
     assert code == 0 and "nothing to relink" in capsys.readouterr().out
+
+
+def test_filesystem_refusals_are_clear_errors(root, folders, monkeypatch):
+    from comfyfixersmart.relink import RelinkError
+
+    def no_link(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(relink_mod.os, "link", no_link)
+    with pytest.raises(RelinkError) as info:
+        relink_file(src(root), folders, "loras", "style.safetensors", "link")
+    assert "Read-only" in str(info.value) and Path(src(root)).exists()
+
+    def no_symlink(*a, **k):
+        raise OSError(errno.EPERM, "A required privilege is not held by the client")
+
+    monkeypatch.setattr(relink_mod.os, "symlink", no_symlink)
+    with pytest.raises(RelinkError):
+        relink_file(src(root), folders, "loras", "style.safetensors", "symlink")
+
+
+def test_a_target_appearing_meanwhile_is_a_conflict(root, folders, monkeypatch):
+    real_link = os.link
+    target = root / "models" / "loras" / "style.safetensors"
+
+    def racing_link(a, b, *args, **kwargs):
+        Path(b).write_bytes(b"someone else's file")  # created between the check and the link
+        return real_link(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(relink_mod.os, "link", racing_link)
+    with pytest.raises(FileExistsConflictError):
+        relink_file(src(root), folders, "loras", "style.safetensors", "link")
+    assert target.read_bytes() == b"someone else's file" and Path(src(root)).read_bytes() == DATA
