@@ -235,6 +235,7 @@ class FakeHub:
         version_name: str = "v1.0",
         base_model: str = "SD 1.5",
         requires_auth: bool = False,
+        login_redirect: bool = False,
         early_access_until: Optional[str] = None,
         nsfw: bool = False,
         tags: Sequence[str] = (),
@@ -248,7 +249,8 @@ class FakeHub:
         ``primary`` (True/False, or None to omit the key), ``size_kind``).  The first file
         is primary unless told otherwise."""
         model = CivitaiModel(id=self._new_id("model"), name=name, type=type, nsfw=nsfw,
-                             requires_auth=requires_auth, tags=list(tags), creator=creator,
+                             requires_auth=requires_auth, login_redirect=login_redirect, tags=list(tags),
+                             creator=creator,
                              downloads=downloads, stats_null=stats_null, commercial_use_as=commercial_use_as)
         with self._lock:
             self.civitai_models[model.id] = model
@@ -507,6 +509,7 @@ class FakeHub:
         r.add_get("/api/v1/model-versions/{id}", self._cv_version)
         r.add_route("GET", "/api/download/models/{id}", self._cv_download)
         r.add_route("HEAD", "/api/download/models/{id}", self._cv_download)
+        r.add_get("/login", self._cv_login)
         r.add_get("/models/{id}", self._cv_page)
         r.add_get("/models/{id}/{slug}", self._cv_page)
         return app
@@ -630,6 +633,11 @@ class FakeHub:
         return web.Response(text=f"<html><body>Civitai model {request.match_info['id']}</body></html>",
                             content_type="text/html")
 
+    async def _cv_login(self, request: web.Request) -> web.Response:
+        return web.Response(text="<!DOCTYPE html><html><head><title>Sign in | Civitai</title></head>"
+                                 "<body><form action=\"/api/auth/signin\">Sign in</form></body></html>",
+                            content_type="text/html")
+
     async def _cv_download(self, request: web.Request) -> web.StreamResponse:
         try:
             version_id = int(request.match_info["id"])
@@ -644,6 +652,10 @@ class FakeHub:
             unlocked = valid and version_id in self.civitai_tokens.get(token, set())
         if version.archived:
             return self._json({"error": "Model archived", "message": "This model has been archived"}, 410)
+        if model.requires_auth and not valid and model.login_redirect:
+            # what civitai.com does for a browser-style request: 307 to its HTML login page
+            return web.Response(status=307, headers={
+                "Location": f"/login?returnUrl=%2Fapi%2Fdownload%2Fmodels%2F{version_id}&reason=download-auth"})
         if model.requires_auth and not valid:
             return self._json({"error": "Unauthorized",
                                "message": "The creator of this asset requires you to be logged in to download it"},
@@ -726,8 +738,10 @@ class FakeHub:
 
     async def _hf_list(self, request: web.Request) -> web.Response:
         q = request.query
-        words = q.get("search", "").lower().split()
-        author = q.get("author")
+        # like the Hub: the whole search string is ONE case-insensitive substring of the repo
+        # id (``owner/name``); file names inside repos are never searched
+        needle = q.get("search", "").strip().lower()
+        author = (q.get("author") or "").lower()
         try:
             limit = int(q.get("limit", "1000"))
             offset = int(q.get("cursor", "0"))
@@ -738,7 +752,7 @@ class FakeHub:
             visible = [r for r in self.hf_repos.values()
                        if not r.private or (token and r.repo_id in self.hf_tokens.get(token, set()))]
             hits = [r for r in visible
-                    if all(w in r.repo_id.lower() for w in words) and (not author or r.author == author)]
+                    if needle in r.repo_id.lower() and (not author or r.author.lower() == author)]
             if q.get("sort") in ("downloads", "likes"):
                 key = q["sort"]
                 hits.sort(key=lambda r: getattr(r, key), reverse=q.get("direction", "-1") == "-1")

@@ -104,6 +104,8 @@ class CivitaiModel:
     type: str = "Checkpoint"
     nsfw: bool = False
     requires_auth: bool = False
+    #: an anonymous download answers 307 to the HTML ``/login`` page instead of a 401 JSON
+    login_redirect: bool = False
     versions: List[CivitaiVersion] = field(default_factory=list)
     tags: List[str] = field(default_factory=list)
     creator: str = "someone"
