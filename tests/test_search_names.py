@@ -55,10 +55,38 @@ def test_difference_names_precision_and_format():
 
 
 def test_search_terms_go_from_specific_to_general():
-    assert names.hf_search_terms("flux1-dev-fp8.safetensors") == ["flux1-dev", "flux1", "flux"]
-    assert names.hf_search_terms("wan_2.1_vae.safetensors")[:2] == ["wan_2.1_vae", "wan_2.1"]
+    assert names.hf_search_terms("flux1-dev-fp8.safetensors") == ["flux1-dev", "flux1", "flux1_dev", "flux"]
+    assert names.hf_search_terms("wan_2.1_vae.safetensors") == ["wan_2.1_vae", "wan-2.1-vae", "wan_2.1", "wan"]
     assert names.civitai_queries("realisticVisionV51_v51VAE.safetensors")[0] == "realistic vision"
     assert names.civitai_queries("majicmixRealistic_v7.safetensors")[0] == "majicmix realistic"
+
+
+@pytest.mark.parametrize("name, expected", [
+    # separators normalised and short words joined: the repo is stabilityai/sdxl-turbo; the
+    # trailing version "1.0" and the precision are dropped
+    ("sd_xl_turbo_1.0_fp16.safetensors", ["sd_xl_turbo", "sd-xl-turbo", "sdxl-turbo", "sdxl_turbo"]),
+    # precision, quantisation and "scaled" dropped; "_" names also tried with "-" (repo ids' habit)
+    ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", ["umt5_xxl", "umt5-xxl", "umt5", "umt"]),
+    ("qwen-image-Q4_K_M.gguf", ["qwen-image", "qwen_image", "qwen"]),
+    # a trailing version word dropped after the literal form
+    ("ltx-video-2b-v0.9.5.safetensors", ["ltx-video-2b-v0.9.5", "ltx-video", "ltx_video", "ltx"]),
+    # camelCase: the stem as written first (repo ids keep it), the split form among the variants
+    ("realisticVision_v51VAE.safetensors", ["realisticvision_v51vae", "realisticvision-v51vae",
+                                            "realistic_vision_v51vae", "realisticvision"]),
+    # a publisher prefix is the owner, not part of the repo name
+    ("Kijai-wan2.1_vae_bf16.safetensors", ["wan2.1_vae", "wan2.1-vae", "wan2.1", "wan"]),
+    # only version-like words: they are the name
+    ("v1-5-pruned-emaonly.safetensors", ["v1-5"]),
+])
+def test_search_terms_the_way_people_name_files(name, expected):
+    assert names.hf_search_terms(name) == expected
+
+
+@pytest.mark.parametrize("name", ["ae.safetensors", "vae.safetensors", "clip_l.safetensors", "model.safetensors",
+                                  "diffusion_pytorch_model.safetensors", "clip_g.safetensors",
+                                  "diffusion_pytorch_model.fp16.safetensors", "x.pt"])
+def test_generic_names_are_never_searched_alone(name):
+    assert names.is_generic(name) and names.hf_search_terms(name) == []
 
 
 def test_pickle_formats():

@@ -314,10 +314,16 @@ class CivitaiBackend:
         results: List[SearchResult] = []
         types = civitai_types_for(folder)
         queries = names.civitai_queries(reference.filename)
-        attempts = [(q, types) for q in queries]
-        if types and queries:
-            # a file-level type (a VAE inside a Checkpoint model) hides from the type filter
+        if names.is_generic(reference.filename):
+            return []  # "ae", "model": a model-name search would only find noise
+        # two requests at most: the model-name head with the folder's types, then without the
+        # type filter (a file-level type, such as a VAE inside a Checkpoint model, hides from
+        # it), or, with no folder to filter by, the longer query
+        attempts = [(queries[0], types)] if queries else []
+        if queries and types:
             attempts.append((queries[0], []))
+        elif len(queries) > 1:
+            attempts.append((queries[1], []))
         for query, filter_types in attempts:
             items = self.search_models(query, filter_types)
             results.extend(self._match_items(items, reference.filename, folder, reference.filename))

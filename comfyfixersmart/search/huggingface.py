@@ -1,8 +1,12 @@
 """Hugging Face backend, through ``huggingface_hub.HfApi`` (endpoint and token from Config).
 
-Search finds candidate repos (``/api/models?search=`` on terms derived from the file name),
-then lists their files with sizes and LFS sha256 (``model_info(files_metadata=True)``: one
-request per repo) to find the exact file.  Gated repos are detected from the repo metadata
+The repo-id search (``/api/models?search=``) matches repo ids only, never file names, so a file
+is looked for in two ways: (1) the trees of the publishers that ship ComfyUI files
+(``names.PUBLISHER_TREES``), each listed once with every file name (``?author=&full=true``,
+cached 24 h), found by exact file name anywhere in them; (2) repos found by search terms
+derived from the file name (``names.hf_search_terms``).  The files of a repo that holds a hit
+are then listed with sizes and LFS sha256 (``model_info(files_metadata=True)``: one request
+per repo).  Gated repos are detected from the repo metadata
 and, for the files we would pick, by a HEAD on ``/resolve/`` (``get_hf_file_metadata``).
 
 huggingface_hub's exceptions are mapped to ours in ``map_hf_error`` (through the one mapping
@@ -13,8 +17,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote, unquote, urlsplit
 
 from ..datamodel import ModelDetails, ModelReference, SearchResult
@@ -30,7 +35,15 @@ log = get_logger(__name__)
 
 NAME = "huggingface"
 #: repos whose file list is fetched per reference (most promising first)
-MAX_REPOS = 5
+MAX_REPOS = 4
+#: repos per page of a publisher listing, and pages read at most (a publisher with more
+#: than 1,000 repos is listed partly: its repo-id search still finds the rest)
+PUBLISHER_PAGE = 100
+MAX_PUBLISHER_PAGES = 10
+#: repo-id searches per reference at most (each term is one request)
+MAX_TERMS = 3
+#: repos holding the wanted name in the publishers' trees whose sizes/sha256 are fetched
+MAX_TREE_REPOS = 3
 #: default timeout of huggingface_hub's shared client for calls without their own timeout
 HF_CLIENT_TIMEOUT = 60.0
 
@@ -138,6 +151,9 @@ class HuggingFaceBackend:
         self.api = api
         self._hf_api = None
         self._lock = threading.Lock()
+        #: owners whose repo trees are searched by file name (``names.PUBLISHER_TREES``)
+        self.publishers: List[str] = list(names.PUBLISHER_TREES)
+        self._trees: Dict[str, Tuple[float, List[Dict[str, Any]]]] = {}
 
     @property
     def hf(self):
@@ -201,6 +217,80 @@ class HuggingFaceBackend:
                     for m in response.json()[:limit] if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
         return self._call("search", f"{term}|{limit}", fn, url=url)
+
+    def publisher_repos(self, author: str) -> List[Dict[str, Any]]:
+        """Every public repo of ``author`` with its file names (``/api/models?author=&full=true``,
+        all pages by ``Link: rel="next"``), cached like any answer (24 h by default).
+
+        One listing per publisher replaces a file-tree request per repo: ``full=true`` carries
+        each repo's ``siblings`` (every path, subfolders included)."""
+        memo = self._trees.get(author)
+        ttl = self.config.cache_ttl if self.config.cache_ttl > 0 else 24 * 3600
+        if memo is not None and time.monotonic() - memo[0] < ttl:
+            return memo[1]  # a listing is read by every reference: not decoded from SQLite each time
+        url = f"{self.config.hf_endpoint}/api/models?author={quote(author)}"
+
+        def fn() -> List[Dict[str, Any]]:
+            hub = _hub()
+            session = hub.utils.get_session()
+            headers = hub.utils.build_hf_headers(token=self.config.hf_token or False,
+                                                 library_name="comfyfixersmart", library_version="2.0.0")
+            out: List[Dict[str, Any]] = []
+            next_url: Optional[str] = f"{self.config.hf_endpoint}/api/models"
+            params: Optional[Dict[str, Any]] = {"author": author, "full": "true", "limit": PUBLISHER_PAGE}
+            for _ in range(MAX_PUBLISHER_PAGES):
+                if next_url is None:
+                    break
+                response = session.get(next_url, params=params, headers=headers,
+                                       timeout=float(self.config.civitai_api_timeout))
+                hub.utils.hf_raise_for_status(response)
+                for m in response.json():
+                    if not isinstance(m, dict) or not isinstance(m.get("id"), str):
+                        continue
+                    paths = [s.get("rfilename") for s in m.get("siblings") or [] if isinstance(s, dict)]
+                    out.append({"id": m["id"], "downloads": m.get("downloads") or 0,
+                                "gated": m.get("gated") or False,
+                                "paths": [p for p in paths if isinstance(p, str) and names.has_model_extension(p)]})
+                link = response.links.get("next") if hasattr(response, "links") else None
+                next_url, params = (link.get("url") if link else None), None
+                if next_url is not None:
+                    self.api.count_request()  # the first page is counted by _call
+                    self.api.check_host(next_url, NAME)
+            return out
+
+        listing = self._call("author", author, fn, url=url)
+        self._trees[author] = (time.monotonic(), listing)
+        return listing
+
+    def publisher_matches(self, wanted: str, folder: Optional[str] = None, *,
+                          cached_only: bool = False) -> List[Dict[str, Any]]:
+        """``[{"repo": listing, "path": path}]`` for files named ``wanted`` (base name, any case)
+        in the publishers' trees, most useful publisher first.  Publishers are listed lazily
+        and the walk stops at the first publisher holding the name in a folder-named path
+        (``split_files/vae/ae.safetensors``).  ``cached_only``: use the listings already read,
+        send nothing."""
+        base = names.basename(wanted).lower()
+        stem = names.split_ext(base)[0]
+        found: List[Dict[str, Any]] = []
+        for author in self.publishers:
+            try:
+                repos = self.publisher_repos(author) if not cached_only else self._trees.get(author, (0, []))[1]
+            except (NotFoundError, ValidationError) as exc:
+                # a publisher that vanished or was renamed: the others still count.  A server
+                # error, a rate limit or no network goes up: the Hub itself is failing
+                log.info("could not list %s's repos: %s", author, exc)
+                continue
+            for repo in repos:
+                for path in repo["paths"]:
+                    fname = names.basename(path).lower()
+                    # a workflow naming an embedding without extension names this very file
+                    if fname == base or (not names.split_ext(base)[1] and names.split_ext(fname)[0] == stem):
+                        found.append({"repo": repo, "path": path})
+            # a sure place ends the walk; a generic name ("diffusion_pytorch_model") looks
+            # everywhere: every diffusers repo has one in its vae/ folder
+            if not names.is_generic(wanted) and any(_folder_in_path(f["path"], folder) for f in found):
+                break
+        return found
 
     def repo_files(self, repo_id: str, revision: Optional[str] = None) -> Dict[str, Any]:
         """Commit, gating and files (path, size, LFS sha256) of a repo, in one request."""
@@ -297,14 +387,51 @@ class HuggingFaceBackend:
             out.append(ranking.apply_known_hash(result, known))
         return out
 
-    def _candidates(self, wanted: str, folder: Optional[str], known: Optional[str],
-                    save_as: Optional[str]) -> List[SearchResult]:
-        """Search repos term by term; list the files of the most promising ones; stop at a sure hit."""
-        core = names.core_normalized(wanted)
-        looked: set = set()
+    def tree_candidates(self, wanted: str, folder: Optional[str], known: Optional[str],
+                        save_as: Optional[str]) -> List[SearchResult]:
+        """Exact-name files in the publishers' trees, with sizes and sha256 (one request per
+        repo holding the name; repos whose path names the folder first)."""
+        hits = self.publisher_matches(wanted, folder)
+        by_repo: Dict[str, Dict[str, Any]] = {}
+        for hit in hits:
+            by_repo.setdefault(hit["repo"]["id"], hit)
+        order = sorted(by_repo.values(), key=lambda h: (
+            not _folder_in_path(h["path"], folder), names.PUBLISHER_TREES.index(h["repo"]["id"].split("/")[0])
+            if h["repo"]["id"].split("/")[0] in names.PUBLISHER_TREES else 99, -(h["repo"]["downloads"] or 0)))
         results: List[SearchResult] = []
-        for term in names.hf_search_terms(wanted):
-            repos = [r for r in self.search_repos(term) if r["id"] not in looked]
+        for hit in order[:MAX_TREE_REPOS]:
+            try:
+                files = self.repo_files(hit["repo"]["id"])
+            except NotFoundError:
+                continue
+            for r in self._match_repo(files, wanted, folder, known, save_as):
+                # near names in the same repo come along (the .safetensors twin of a .bin)
+                r.metadata["publisher_tree"] = True
+                # an exact, specific name from a known publisher settles the lookup: no name
+                # search elsewhere can outrank it (ranking.settle caps uncorroborated twins)
+                if ranking.is_known_publisher(r.model_id) and not names.is_generic(wanted) \
+                        and r.confidence >= ranking.EXACT_TYPE_UNKNOWN:
+                    r.metadata["settled"] = True
+                results.append(r)
+        if len(order) > MAX_TREE_REPOS:
+            extra = len(order) - MAX_TREE_REPOS
+            for r in results:
+                r.metadata["unchecked_same_name"] = extra
+        return results
+
+    def _candidates(self, wanted: str, folder: Optional[str], known: Optional[str],
+                    save_as: Optional[str], trees: bool = True) -> List[SearchResult]:
+        """Publisher trees first (``trees=False``: already asked); then search repos term by
+        term, list the files of the most promising ones; stop at a sure hit."""
+        results = self.tree_candidates(wanted, folder, known, save_as) if trees else []
+        if any(r.confidence >= ranking.EXACT_KNOWN_PUBLISHER for r in results):
+            return results
+        core = names.core_normalized(wanted)
+        # repos whose exact-name files the trees already gave (their listing is cached)
+        skip = {h["repo"]["id"] for h in self.publisher_matches(wanted, folder, cached_only=not trees)}
+        looked: set = set()
+        for term in names.hf_search_terms(wanted, limit=MAX_TERMS):
+            repos = [r for r in self.search_repos(term) if r["id"] not in looked and r["id"] not in skip]
 
             def promise(r: Dict[str, Any]):
                 repo_name = r["id"].split("/", 1)[-1]
@@ -319,7 +446,9 @@ class HuggingFaceBackend:
                 except NotFoundError:
                     continue  # vanished or private since the search
                 results.extend(self._match_repo(files, wanted, folder, known, save_as))
-            if any(r.confidence >= ranking.EXACT_KNOWN_PUBLISHER for r in results) or len(looked) >= MAX_REPOS:
+            # an exact name ends the walk (its repo's near names came along); the rest of the
+            # terms are ever broader and cost a request each
+            if len(looked) >= MAX_REPOS or any(r.confidence >= ranking.EXACT_TYPE_UNKNOWN - 0.03 for r in results):
                 break
         return results
 
@@ -327,6 +456,16 @@ class HuggingFaceBackend:
         """For a gated candidate: HEAD the file; a refusal is stored as ``metadata["access_error"]``
         (the candidate stays: the user can accept the licence) and fills size/sha256 otherwise."""
         meta = result.metadata
+        if not self.config.hf_token:
+            # the Hub refuses every anonymous download of a gated repo (401 GatedRepo): say so
+            # without asking, so a warm run costs no request either
+            url = self.resolve_url(meta["repo_id"], meta.get("revision") or "main", meta["path"])
+            meta["access_error"] = error_for_response(
+                401, headers={"X-Error-Code": "GatedRepo", "X-Error-Message":
+                              f"Access to model {meta['repo_id']} is restricted. You must have access to it "
+                              "and be authenticated to access it. Please log in."},
+                url=url, backend=NAME, help_url=self.repo_page(meta["repo_id"])).to_dict()
+            return
         try:
             info = self.file_metadata(meta["repo_id"], meta.get("revision") or "main", meta["path"])
         except (APISearchError, ValidationError) as exc:
@@ -336,13 +475,32 @@ class HuggingFaceBackend:
         result.hash_sha256 = result.hash_sha256 or info.get("sha256")
 
     # -- SearchBackend ---------------------------------------------------------------
+    def resolve_known(self, reference: ModelReference) -> List[SearchResult]:
+        """Exact-name hits in the publishers' trees only (asked before any backend's name
+        search: ``ModelSearch`` stops there when one is sure)."""
+        results = self.tree_candidates(reference.filename, canonical_folder(reference.expected_directory),
+                                       _sha256_of(reference), reference.filename)
+        self._check_gated(results)
+        return results
+
+    def _check_gated(self, results: List[SearchResult]) -> None:
+        for result in results:
+            if result.metadata.get("gated") and result.confidence >= ranking.EXACT_TYPE_UNKNOWN \
+                    and "access_error" not in result.metadata:
+                self.check_access(result)
+
     def resolve(self, reference: ModelReference) -> List[SearchResult]:
+        return self._resolve(reference, trees=True)
+
+    def resolve_rest(self, reference: ModelReference) -> List[SearchResult]:
+        """``resolve`` without the publisher trees (``ModelSearch`` asked ``resolve_known`` first)."""
+        return self._resolve(reference, trees=False)
+
+    def _resolve(self, reference: ModelReference, trees: bool) -> List[SearchResult]:
         known = _sha256_of(reference)
         results = self._candidates(reference.filename, canonical_folder(reference.expected_directory), known,
-                                   reference.filename)
-        for result in results:
-            if result.metadata.get("gated") and result.confidence >= ranking.EXACT_TYPE_UNKNOWN:
-                self.check_access(result)
+                                   reference.filename, trees=trees)
+        self._check_gated(results)
         return results
 
     def search(self, query: str, folder: Optional[str] = None) -> List[SearchResult]:

@@ -36,6 +36,15 @@ _VERSION_RE = re.compile(r"^v?\d+(?:[._]\d+)*[a-z]?$")
 _CAMEL_RE = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SPLIT_RE = re.compile(r"[^A-Za-z0-9]+")
 
+#: Hugging Face owners whose repos are listed once (``GET /api/models?author=``, cached 24 h) so a
+#: file name is found anywhere in their trees, subfolders included: the repo-id search cannot
+#: find ``clip_l.safetensors`` in ``comfyanonymous/flux_text_encoders``.  Most useful first
+#: (a lookup stops at a sure hit): the big ComfyUI repackagers, then the owners the official
+#: workflow templates download from (comfyui-workflow-templates-json 0.1.123).
+PUBLISHER_TREES = (
+    "Comfy-Org", "comfyanonymous", "Kijai", "black-forest-labs", "stabilityai", "Lightricks", "city96",
+    "lllyasviel", "lightx2v", "circlestone-labs", "kandinskylab", "XLabs-AI", "h94",
+)
 #: Hugging Face owners whose repos are the usual source of ComfyUI files (``ranking`` weighs
 #: them more; ``hf_search_terms`` strips them from the front of a file name)
 KNOWN_PUBLISHERS = frozenset(s.lower() for s in (
@@ -43,7 +52,14 @@ KNOWN_PUBLISHERS = frozenset(s.lower() for s in (
     "h94", "runwayml", "stable-diffusion-v1-5", "madebyollin", "XLabs-AI", "InstantX", "Lightricks",
     "Wan-AI", "tencent", "guoyww", "TencentARC", "xinsir", "openai", "laion", "google", "ByteDance",
     "Shakker-Labs", "jasperai", "Kwai-Kolors", "Qwen", "lodestones", "ostris", "SG161222",
-))
+) + PUBLISHER_TREES)
+#: stems too generic to search alone (``ae``, ``model``): only a publisher tree with the folder
+#: in the path, the known-model index or the workflow's own URL can place them
+GENERIC_STEMS = frozenset({
+    "ae", "vae", "clip", "clipl", "clipg", "model", "models", "diffusionpytorchmodel", "pytorchmodel",
+    "unet", "textencoder", "textencoder2", "lora", "pytorchloraweights", "adaptermodel", "imageencoder",
+    "controlnet", "ema", "weights", "checkpoint", "transformer", "encoder", "decoder", "t5", "umt5",
+})
 #: publishers that also name their model family ("qwen_image_vae"): never stripped
 _FAMILY_PUBLISHERS = frozenset({"qwen"})
 # "Comfy-Org_", "comfy_org-", "ComfyOrg.", "black.forest.labs_": a publisher's words joined by
@@ -192,41 +208,113 @@ def strip_publisher(stem: str) -> str:
     return rest if re.search(r"[A-Za-z0-9]", rest) else stem
 
 
-def hf_search_terms(name: str, limit: int = 3) -> List[str]:
-    """Queries for the Hugging Face repo search (a substring match on ``owner/name``).
+def is_generic(name: str) -> bool:
+    """True for file names that say nothing about which model they are (``ae.safetensors``,
+    ``diffusion_pytorch_model.safetensors``, ``clip_l.safetensors``)."""
+    return core_normalized(name) in GENERIC_STEMS or len(core_normalized(name)) < 3
 
-    From most to least specific: the core stem with separators as written, then with fewer
-    trailing words, then the alphabetic head (``flux1-dev-fp8`` -> ``flux1-dev``, ``flux1``,
-    ``flux``).  Repo ids rarely contain precision or version suffixes, so those go first.
-    A publisher prefix (``Comfy-Org_sd3_medium_incl_clips``) is the repo's owner, not part
-    of its name: it is stripped first.
+
+def _is_version(word: str) -> bool:
+    return bool(_VERSION_RE.match(word)) and any(c.isdigit() for c in word)
+
+
+def _search_words(stem: str, camel: bool = False) -> List[str]:
+    """Words of a stem for repo-id search: precision/variant tags dropped, dots kept inside
+    words (repo ids keep ``2.1``); ``camel`` also splits camelCase (``realisticVision``)."""
+    stem = _PRECISION_RE.sub(" ", stem)
+    words: List[str] = []
+    for raw in re.split(r"[-_ ]+", stem):
+        raw = raw.strip(".")
+        if not raw:
+            continue
+        parts = [p for p in _CAMEL_RE.split(raw) if p] if camel and not raw.isupper() else [raw]
+        words.extend(p.lower() for p in parts if p.lower() not in VARIANT_TOKENS)
+    return words
+
+
+def _join_short(words: List[str]) -> List[str]:
+    """``sd xl turbo`` -> ``sdxl turbo``: a run of two or more one/two-letter words is one word."""
+    out: List[str] = []
+    run: List[str] = []
+    for w in words + [""]:
+        if w and len(w) <= 2 and not _is_version(w):
+            run.append(w)
+            continue
+        if len(run) >= 2:
+            out.append("".join(run))
+        else:
+            out.extend(run)
+        run = []
+        if w:
+            out.append(w)
+    return out
+
+
+def hf_search_terms(name: str, limit: int = 4) -> List[str]:
+    """Queries for the Hugging Face repo search (one case-insensitive substring of ``owner/name``).
+
+    Derived the way people name files and repos, most specific first: the core stem as written
+    (precision/quantisation tags and a publisher prefix removed), the same without version
+    words (``sd_xl_turbo_1.0_fp16`` -> ``sd_xl_turbo``), short words joined (``sdxl-turbo``),
+    fewer trailing words, camelCase split, the other separator (``sd-xl-turbo``) and last the
+    alphabetic head (``flux1-dev`` -> ``flux1``, ``flux``).  Generic names (``ae``, ``model``,
+    ``clip_l``) give no query: alone they would match anything.
     """
+    if is_generic(name):
+        return []
     stem = split_ext(name)[0]
-    # a publisher followed by a too-short name ("TencentARC_x") keeps its prefix: some query
-    # is better than none
     return _terms_of(strip_publisher(stem), limit) or _terms_of(stem, limit)
 
 
 def _terms_of(stem: str, limit: int) -> List[str]:
-    stem = _PRECISION_RE.sub("", stem)
-    # dots stay inside words: "wan_2.1_vae" -> "wan_2.1" (repo ids keep "2.1")
-    words = [w for w in re.split(r"[-_ ]+", stem) if w.strip(".") and w.lower() not in VARIANT_TOKENS]
+    words = _search_words(stem)
+    if not words:
+        return []
+    seps = re.findall(r"[-_ ]", _PRECISION_RE.sub("", stem).strip("-_ "))
+    sep = seps[0] if seps else "-"
+    other = "_" if sep == "-" else "-"
+
+    def core_of(ws: List[str]) -> List[str]:
+        # trailing and v-prefixed version words rarely appear in repo ids (sdxl-turbo holds
+        # sd_xl_turbo_1.0); inner numbers do (Wan_2.1_ComfyUI_repackaged)
+        ws = list(ws)
+        while len(ws) > 1 and _is_version(ws[-1]):
+            ws.pop()
+        return [w for w in ws if not (w.startswith("v") and _is_version(w))] or ws
+
+    core = core_of(words)
     terms: List[str] = []
 
     def add(term: str) -> None:
         term = term.strip("-_. ").lower()
-        if len(term) >= 3 and term not in terms:
+        if len(term) >= 3 and term not in terms and not term.replace(".", "").isdigit():
             terms.append(term)
 
-    seps = re.findall(r"[-_ ]", stem)
-    sep = seps[0] if seps else "-"
-    for n in range(len(words), 0, -1):
-        add(sep.join(words[:n]))
-    terms = terms[: max(1, limit - 1)]
+    if core == words or len(words) - len(core) > 1:
+        add(sep.join(words))  # a trailing version is rarely in the repo id: "sd_xl_turbo_1.0" is skipped
+    add(sep.join(core))
+    if sep == "_":
+        add("-".join(core))  # repo ids mostly use "-": longcat_image_edit -> LongCat-Image-Edit_...
+    merged = _join_short(core)
+    if merged != core:
+        add("-".join(merged))
+        add("_".join(merged))
+    for n in range(len(core) - 1, 0, -1):
+        add(sep.join(core[:n]))
+    camel = core_of(_search_words(stem, camel=True))
+    if camel != core:
+        add("_".join(camel))
+    add(other.join(core))
+    head_match = re.match(r"[a-z]+", words[0])
+    head = head_match.group(0) if head_match and len(head_match.group(0)) >= 3 else None
+    if head in terms:
+        terms.remove(head)
+    terms = terms[: max(1, limit - 1 if head else limit)]
     # the alphabetic head always gets a turn: "flux1-dev" is no substring of "FLUX.1-dev"
-    head = re.match(r"[A-Za-z]+", words[0]) if words else None
     if head:
-        add(head.group(0))
+        add(head)
+    if not terms:
+        add(sep.join(words))  # only version-like words ("v1-5-pruned"): they are the name
     return terms[:limit]
 
 

@@ -16,6 +16,22 @@ similar name (fuzzy)                            <= 0.75
 ``datamodel.AUTO_CHOICE_FLOOR`` (0.8) is the line under which nothing is chosen automatically;
 ``Config.min_confidence`` (0.9 by default) is the usual one: only exact names in the right
 folder (or stronger evidence) pass it.
+
+``settle`` then applies the rules that look at all candidates of one reference together:
+
+* identical bytes (same sha256) in several places are one answer: the best source is kept and
+  the others are listed in ``metadata["mirrors"]``;
+* when the name exists with different bytes in several places, only a corroborated candidate
+  (the known-model index, the workflow's own URL or hash, a known publisher with the file in a
+  fitting place) keeps its confidence; the others are capped at ``CONTESTED_CAP`` (never
+  automatic);
+* a generic name (``ae``, ``model``, ``clip_l``) needs the folder in the repo path or such
+  corroboration to pass 0.9;
+* a precision or format difference (fp8 vs fp16, .gguf vs .safetensors, pruned vs full) is
+  capped at ``MISMATCH_CAP`` (never automatic), whatever the source;
+* the reference's own confidence caps its candidates; a guessed reference (unknown node,
+  folder unknown) is capped at ``GUESSED_CAP`` (never automatic);
+* the reason says what corroborated the choice and what competes with it.
 """
 
 from __future__ import annotations
@@ -23,6 +39,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Optional
 
 from ..datamodel import SearchResult
+from ..folders import LEGACY_FOLDERS
 from . import names
 
 HASH_MATCH = 1.0
@@ -36,6 +53,16 @@ NORMALIZED_EQUAL = 0.82
 FUZZY_MAX = 0.75
 #: fuzzy candidates under this similarity are not worth showing
 MIN_SIMILARITY = 0.55
+#: an uncorroborated candidate when the name exists with other bytes elsewhere, or a generic
+#: name without its folder: shown, never chosen automatically, whatever ``min_confidence`` says
+#: (< ``AUTO_CHOICE_FLOOR``)
+CONTESTED_CAP = 0.79
+#: a candidate of a guessed reference (unknown node, folder unknown)
+GUESSED_CAP = 0.79
+#: a precision or format mismatch: below every exact name, never automatic
+MISMATCH_CAP = 0.75
+#: evidence that stands for itself, beyond a known publisher
+STRONG_BACKENDS = frozenset({"workflow", "index"})
 
 #: Hugging Face owners whose repos are the usual source of ComfyUI files (weighed more)
 KNOWN_PUBLISHERS = names.KNOWN_PUBLISHERS
@@ -117,7 +144,7 @@ def name_match(wanted: str, found: str, *, folder_fits: Optional[bool], known_pu
                             format_differs="format differs" in diff)
     if folder_fits is False:
         conf = round(conf * 0.8, 4)
-    words = f"similar name ({sim:.2f})" + (f", {diff}" if diff else "")
+    words = "a similar name, not the same file name" + (f" ({diff})" if diff else "")
     return conf, words
 
 
@@ -168,3 +195,165 @@ def rank(results: Iterable[SearchResult]) -> List[SearchResult]:
         r.filename,
     ))
     return out
+
+
+# -- settling the candidates of one reference ------------------------------------------------
+
+_VARIANT_WORDS = frozenset({"pruned", "full", "emaonly", "ema", "noema", "nonema", "merged", "distilled"})
+
+
+def mismatch(wanted: str, found: str) -> Optional[str]:
+    """Words for a precision or format difference between two file names, or None.
+
+    fp8 vs fp16, a GGUF quantisation vs another (or vs .safetensors), .ckpt vs .safetensors,
+    pruned vs full.  An unspecified precision on one side only is not a mismatch (``flux1-dev``
+    names the repo's default file)."""
+    w, f = names.basename(wanted), names.basename(found)
+    pw, pf = names.precision_family(names.precision(w)), names.precision_family(names.precision(f))
+    if pw and pf and pw != pf:
+        return f"precision differs ({pf} here, {pw} wanted)"
+    ew, ef = names.split_ext(w)[1], names.split_ext(f)[1]
+    same_kind = {".sft": ".safetensors"}
+    if ew and ef and same_kind.get(ew, ew) != same_kind.get(ef, ef):
+        return f"format differs ({ef} here, {ew} wanted)"
+    if (pw is None) != (pf is None) and ".gguf" in (ew, ef):
+        return "a quantised GGUF file, the other is not"
+    vw = set(names.tokens(w)) & _VARIANT_WORDS
+    vf = set(names.tokens(f)) & _VARIANT_WORDS
+    if vw != vf:
+        return f"a different variant ({', '.join(sorted(vf ^ vw))})"
+    return None
+
+
+def _same_name(a: str, b: str) -> bool:
+    a, b = names.basename(a).lower(), names.basename(b).lower()
+    if a == b:
+        return True
+    # a bare embedding name names the file with any model extension
+    return not names.split_ext(a)[1] and names.split_ext(b)[0] == a
+
+
+def _where(r: SearchResult) -> str:
+    return str(r.metadata.get("repo_id") or r.metadata.get("page_url") or r.name or r.backend)
+
+
+def _corroboration(r: SearchResult, wanted: str, folder: Optional[str]) -> List[str]:
+    """What, besides the name, says this candidate is the wanted file."""
+    out: List[str] = []
+    meta = r.metadata
+    if r.confidence >= HASH_MATCH and "sha256 match" in r.reason:
+        out.append("the sha256 matches")
+    if r.backend == "workflow":
+        out.append("the workflow's own URL")
+    if r.backend == "index" or meta.get("known_model"):
+        out.append("the known-model index")
+    if meta.get("known_publisher") and _same_name(wanted, r.filename):
+        path = str(meta.get("path") or "")
+        if meta.get("path_names_folder") or _path_names_folder(path, folder):
+            out.append(f"a known publisher ({str(meta.get('repo_id', '')).split('/')[0]}) keeps it in its "
+                       f"{folder} folder")
+        elif not names.is_generic(wanted):
+            out.append(f"a known publisher ({str(meta.get('repo_id', '')).split('/')[0]})")
+    return out
+
+
+def _path_names_folder(path: str, folder: Optional[str]) -> bool:
+    if not folder or "/" not in path:
+        return False
+    wanted = {folder.lower()} | {k for k, v in LEGACY_FOLDERS.items() if v == folder}
+    return any(d.lower() in wanted for d in path.split("/")[:-1])
+
+
+def _strong(reasons: List[str]) -> bool:
+    return any(not r.startswith("a known publisher") for r in reasons)
+
+
+def _cap(r: SearchResult, cap: float, why: str) -> None:
+    if r.confidence > cap:
+        r.confidence = cap
+        if why and why not in r.reason:
+            r.metadata["reason"] = f"{r.reason}; {why}" if r.reason else why
+
+
+def settle(candidates: Iterable[SearchResult], reference, folder: Optional[str] = None) -> List[SearchResult]:
+    """Apply the rules that need every candidate of ``reference`` at once (see the module
+    docstring), then ``rank``.  ``reference`` is a ModelReference (its filename, folder,
+    confidence and source are read); ``folder``: its canonical folder key."""
+    wanted = names.basename(reference.filename)
+    folder = folder or reference.expected_directory or None
+    # 1. identical bytes are one answer: keep the best copy, list the others as mirrors
+    ranked = rank(candidates)
+    kept: List[SearchResult] = []
+    by_sha: Dict[str, SearchResult] = {}
+    for r in ranked:
+        sha = (r.hash_sha256 or "").lower()
+        if len(sha) == 64 and not r.metadata.get("hash_from_reference"):
+            first = by_sha.get(sha)
+            if first is not None:
+                first.metadata.setdefault("mirrors", []).append(
+                    {"backend": r.backend, "where": _where(r), "download_url": r.download_url,
+                     "page_url": r.metadata.get("page_url")})
+                first.metadata.setdefault("_group", [first]).append(r)
+                continue
+            by_sha[sha] = r
+        kept.append(r)
+    # 2. what corroborates each answer (any copy of the same bytes counts)
+    support: Dict[int, List[str]] = {}
+    for r in kept:
+        reasons: List[str] = []
+        for member in r.metadata.pop("_group", [r]):
+            for why in _corroboration(member, wanted, folder):
+                if why not in reasons:
+                    reasons.append(why)
+        support[id(r)] = reasons
+    # 3. the same name with other bytes elsewhere: only corroborated answers stay sure
+    same = [r for r in kept if _same_name(wanted, r.filename)]
+    contested = len(same) >= 2
+    strong_groups = [r for r in same if _strong(support[id(r)])]
+    publisher_groups = [r for r in same if support[id(r)]]
+    for r in kept:
+        reasons = support[id(r)]
+        is_same = r in same
+        others = len(same) - 1 if is_same else len(same)
+        if others > 0:
+            r.metadata["competitors"] = others
+        if is_same and contested:
+            enough = _strong(reasons) and len(strong_groups) == 1 or \
+                (reasons and not strong_groups and len(publisher_groups) == 1)
+            if not enough:
+                why = (f"{others} other file{'s' if others > 1 else ''} with this name but different bytes "
+                       "elsewhere, and nothing says which one is meant")
+                _cap(r, CONTESTED_CAP, why)
+        if is_same and names.is_generic(wanted) and not _strong(reasons) and \
+                not any("folder" in x for x in reasons):
+            _cap(r, CONTESTED_CAP, "the name is too generic to be sure without the folder in the path")
+        if r.confidence < HASH_MATCH:
+            diff = mismatch(wanted, r.filename)
+            if diff:
+                _cap(r, MISMATCH_CAP, diff)
+        if reasons:
+            r.metadata["corroboration"] = reasons
+        # 4. the reference's own certainty bounds every candidate's
+        ref_conf = float(getattr(reference, "confidence", 1.0) or 0.0)
+        guessed = getattr(reference, "source", "") == "fallback" or not folder or folder == "unknown"
+        if guessed:
+            _cap(r, GUESSED_CAP, "the workflow reference itself is a guess (unknown node or folder)")
+        elif ref_conf < r.confidence:
+            _cap(r, round(ref_conf, 4), f"the workflow reference itself is only {ref_conf:.0%} certain")
+        _describe(r, reasons, others if is_same else 0)
+    return rank(kept)
+
+
+def _describe(r: SearchResult, reasons: List[str], others: int) -> None:
+    parts = [r.reason] if r.reason else []
+    # what the backend's own words already say is not repeated
+    said = {"the sha256 matches": "sha256 match", "the workflow's own URL": "URL given in the workflow"}
+    news = [x for x in reasons if said.get(x, "\0") not in r.reason]
+    if news and "confirmed by" not in r.reason:
+        parts.append("confirmed by " + " and ".join(news))
+    mirrors = r.metadata.get("mirrors") or []
+    if mirrors and "same file also in" not in r.reason:
+        parts.append(f"the same file also in {len(mirrors)} other place{'s' if len(mirrors) > 1 else ''}")
+    if others and "this name" not in r.reason:
+        parts.append(f"{others} other file{'s share' if others > 1 else ' shares'} this name")
+    r.metadata["reason"] = "; ".join(parts)

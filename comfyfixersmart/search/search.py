@@ -250,16 +250,32 @@ class ModelSearch:
         folder = canonical_folder(ref.expected_directory)
         candidates: List[SearchResult] = []
         errors: List[ComfyFixerError] = []
+        # Catalogue lookups first (publisher trees: cached listings shared by every reference):
+        # a sure hit there spares the name searches of every backend.
+        passes: List[Tuple[SearchBackend, Any]] = []
         for backend in selected:
+            early = getattr(backend, "resolve_known", None)
+            if callable(early) and backend.name != "workflow":
+                passes.append((backend, early))
+        passes += [(backend, getattr(backend, "resolve_rest", None) if any(b is backend for b, _ in passes)
+                    else backend.resolve) for backend in selected]
+        failed: set = set()
+        for backend, method in passes:
+            if any(c.confidence >= DECISIVE or c.metadata.get("settled") for c in candidates):
+                break
+            if backend.name in failed:
+                continue  # it failed a moment ago (after its own retries): do not ask it again
             try:
-                found = list(backend.resolve(ref) or [])
+                found = list(method(ref) or [])
             except ComfyFixerError as exc:
                 if getattr(exc, "backend", None) is None:
                     setattr(exc, "backend", backend.name)
+                failed.add(backend.name)
                 errors.append(exc)
                 log.info("%s could not resolve %s: %s", backend.name, ref.key, exc)
                 continue
             except Exception as exc:  # a backend bug must not abort the other lookups
+                failed.add(backend.name)
                 log.warning("%s failed on %s", backend.name, ref.key, exc_info=True)
                 errors.append(APISearchError(f"{backend.name}: unexpected {type(exc).__name__}: "
                                              f"{redact_text(str(exc))[:200]}", backend=backend.name))
@@ -275,9 +291,7 @@ class ModelSearch:
                 if isinstance(access, dict):
                     errors.append(_RecordedError(access, backend.name))
             candidates.extend(found)
-            if any(c.confidence >= DECISIVE for c in candidates):
-                break
-        return ranking.rank(candidates), errors
+        return ranking.settle(candidates, ref, folder), errors
 
     @staticmethod
     def _error_dict(exc: ComfyFixerError, backend: str) -> Dict[str, Any]:
