@@ -7,7 +7,9 @@ The fake hub (tests/fakehub/catalogue.py) holds the official files of ComfyUI's 
 templates in their real repos (names from comfyui-workflow-templates-json 0.1.123), publisher
 repos (gated, GGUF, diffusers layouts), community mirrors and decoys, and Civitai models.  Each
 probe is a ModelReference (metadata stripped: no URL, no hash) resolved through the real
-clients (ModelSearch: requests + huggingface_hub) on 127.0.0.1.
+clients (ModelSearch: requests + huggingface_hub) on 127.0.0.1, twice: with every backend
+("all": the known-model index first, which lists the official names) and without the index
+("search": what publisher trees, name search and ranking achieve alone).
 
 * top-1: the best candidate is the right file (its sha256), or, for a file that is not in the
   hub, no candidate reaches the automatic level (AUTO_CHOICE_FLOOR);
@@ -37,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the fakehub package
 sys.path.insert(0, str(ROOT))
 
 from fakehub import FakeHub  # noqa: E402
-from fakehub.catalogue import Probe, build_catalogue  # noqa: E402
+from fakehub.catalogue import Probe, build_catalogue, served_sha256 as bytes_of  # noqa: E402
 from fakehub.fixtures import config_for_hub  # noqa: E402
 
 from comfyfixersmart.datamodel import AUTO_CHOICE_FLOOR, ModelReference  # noqa: E402
@@ -53,7 +55,7 @@ def reference(p: Probe) -> ModelReference:
                           expected_directory=p.directory, source=p.source, confidence=p.confidence)
 
 
-def judge(probes: List[Probe], resolutions) -> Dict:
+def judge(probes: List[Probe], resolutions, hub: FakeHub) -> Dict:
     top1 = wrong_sure = wrong_floor = auto_right = 0
     wrong: List[Dict] = []
     for p, res in zip(probes, resolutions):
@@ -61,18 +63,18 @@ def judge(probes: List[Probe], resolutions) -> Dict:
         if p.truth is None:
             ok = best is None or best.confidence < AUTO_CHOICE_FLOOR
         else:
-            ok = best is not None and (best.hash_sha256 or "").lower() == p.truth
+            ok = best is not None and bytes_of(hub, best) == p.truth
         top1 += ok
         if ok and best is not None and best.confidence >= SURE and p.truth:
             auto_right += 1
-        bad = [c for c in res.candidates if c.confidence >= SURE and (c.hash_sha256 or "").lower() != p.truth]
+        bad = [c for c in res.candidates if c.confidence >= SURE and bytes_of(hub, c) != p.truth]
         wrong_sure += len(bad)
         wrong_floor += sum(1 for c in res.candidates if c.confidence >= AUTO_CHOICE_FLOOR
-                           and (c.hash_sha256 or "").lower() != p.truth)
+                           and bytes_of(hub, c) != p.truth)
         if not ok or bad:
             wrong.append({"probe": p.key, "kind": p.kind, "best": best and {
                 "where": best.metadata.get("repo_id") or best.name, "conf": best.confidence,
-                "reason": best.reason, "right": (best.hash_sha256 or "").lower() == p.truth},
+                "reason": best.reason, "right": bytes_of(hub, best) == p.truth},
                 "confident_wrong": len(bad)})
     n = len(probes)
     return {"probes": n, "top1": top1, "top1_rate": round(top1 / n, 3) if n else None,
@@ -80,9 +82,13 @@ def judge(probes: List[Probe], resolutions) -> Dict:
             "misses": wrong}
 
 
-def resolve_all(config, probes: List[Probe]):
+#: "search alone": every backend but the known-model index (which lists the official names)
+SEARCH_ALONE = ["workflow", "civitai", "huggingface"]
+
+
+def resolve_all(config, probes: List[Probe], backends=None):
     out = {}
-    with ModelSearch(config) as search:
+    with ModelSearch(config, backends=backends) as search:
         # one resolve_many per kind: a guessed reference shares its key with a real one
         for kind in sorted({p.kind for p in probes}):
             group = [p for p in probes if p.kind == kind]
@@ -91,24 +97,24 @@ def resolve_all(config, probes: List[Probe]):
     return [out[id(p)] for p in probes]
 
 
-def workflow_requests(hub: FakeHub, probes: List[Probe], tmp: Path) -> Dict:
+def workflow_requests(hub: FakeHub, probes: List[Probe], tmp: Path, backends=None) -> Dict:
     by_kind: Dict[str, List[Probe]] = {}
     for p in probes:
         if p.kind != "guessed":
             by_kind.setdefault(p.kind, []).append(p)
     official = by_kind["official"]
     mix = official[:: max(1, len(official) // 14)][:14] + by_kind["civitai"][:4] + by_kind["absent"][:2]
-    config = config_for_hub(hub, tmp / "workflow")
+    config = config_for_hub(hub, tmp / f"workflow-{bool(backends)}")
     counts = {}
     for run in ("cold", "warm"):
         hub.clear_log()
         started = time.perf_counter()
-        with ModelSearch(config) as search:
+        with ModelSearch(config, backends=backends) as search:
             resolutions = search.resolve_many([reference(p) for p in mix])
         counts[run] = {"requests": len(hub.requests), "seconds": round(time.perf_counter() - started, 2),
                        "api": {k: len(hub.find_requests(listener=k)) for k in ("hf", "civitai", "storage")}}
     counts["references"] = len(mix)
-    counts["judged"] = {k: v for k, v in judge(mix, resolutions).items() if k != "misses"}
+    counts["judged"] = {k: v for k, v in judge(mix, resolutions, hub).items() if k != "misses"}
     counts["budget_cold"] = COLD_BUDGET
     return counts
 
@@ -128,32 +134,39 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         result: Dict = {"probes": len(cat.probes), "kinds": {k: sum(p.kind == k for p in cat.probes)
                                                              for k in sorted({p.kind for p in cat.probes})}}
-        result["tuning"] = judge(tuning, resolve_all(config_for_hub(hub, tmp / "tuning"), tuning))
-        if args.held_out:
-            result["held_out"] = judge(held, resolve_all(config_for_hub(hub, tmp / "held"), held))
+        for mode, backends in (("all", None), ("search", SEARCH_ALONE)):
+            result[f"tuning/{mode}"] = judge(tuning, resolve_all(config_for_hub(hub, tmp / f"t-{mode}"), tuning,
+                                                                  backends), hub)
+            if args.held_out:
+                result[f"held_out/{mode}"] = judge(held, resolve_all(config_for_hub(hub, tmp / f"h-{mode}"), held,
+                                                                      backends), hub)
+            result[f"workflow_20/{mode}"] = workflow_requests(hub, tuning, tmp, backends)
         result["seconds"] = round(time.perf_counter() - started, 1)
-        result["workflow_20"] = workflow_requests(hub, tuning, tmp)
-    parts = ["tuning"] + (["held_out"] if args.held_out else [])
-    ok = all(result[k]["confident_wrong"] == 0 for k in parts) and \
-        result["workflow_20"]["cold"]["requests"] <= COLD_BUDGET and result["workflow_20"]["warm"]["requests"] == 0
+    parts = [f"{k}/{m}" for m in ("all", "search") for k in ["tuning"] + (["held_out"] if args.held_out else [])]
+    ok = all(result[k]["confident_wrong"] == 0 for k in parts) and all(
+        result[f"workflow_20/{m}"]["cold"]["requests"] <= COLD_BUDGET
+        and result[f"workflow_20/{m}"]["warm"]["requests"] == 0 for m in ("all", "search"))
     if args.json:
         print(json.dumps(result if args.show_wrong else {k: ({kk: vv for kk, vv in v.items() if kk != "misses"}
                                                              if isinstance(v, dict) else v)
                                                          for k, v in result.items()}, indent=2))
     else:
         print(f"{result['probes']} probes {result['kinds']}  ({result['seconds']} s)")
+        print("  all = every backend (the known-model index first); search = without the index")
         for k in parts:
             r = result[k]
-            print(f"  {k:9s}: top-1 {r['top1']}/{r['probes']} ({r['top1_rate']:.1%}), chosen automatically and "
+            print(f"  {k:16s}: top-1 {r['top1']}/{r['probes']} ({r['top1_rate']:.1%}), chosen automatically and "
                   f"right {r['auto_right']}, confident-wrong {r['confident_wrong']} (target 0), wrong at >= "
                   f"{AUTO_CHOICE_FLOOR} {r['wrong_at_floor']}")
-        w = result["workflow_20"]
-        print(f"  workflow of {w['references']} references: cold {w['cold']['requests']} requests "
-              f"(budget {COLD_BUDGET}; {w['cold']['api']}), warm {w['warm']['requests']} (target 0); "
-              f"top-1 {w['judged']['top1']}/{w['references']}")
+        for m in ("all", "search"):
+            w = result[f"workflow_20/{m}"]
+            print(f"  workflow of {w['references']} references ({m}): cold {w['cold']['requests']} requests "
+                  f"(budget {COLD_BUDGET}; {w['cold']['api']}), warm {w['warm']['requests']} (target 0); "
+                  f"top-1 {w['judged']['top1']}/{w['references']}")
         if args.show_wrong:
-            for m in result["tuning"]["misses"]:
-                print("   ", json.dumps(m))
+            for mode in ("all", "search"):
+                for m in result[f"tuning/{mode}"]["misses"]:
+                    print(f"    {mode}:", json.dumps(m))
     return 0 if ok else 1
 
 

@@ -13,7 +13,7 @@ from comfyfixersmart.datamodel import AUTO_CHOICE_FLOOR, ModelReference, SearchR
 from comfyfixersmart.folders import type_for
 from comfyfixersmart.search import ModelSearch, names, ranking
 from fakehub import FakeHub, blob
-from fakehub.catalogue import build_catalogue
+from fakehub.catalogue import build_catalogue, served_sha256
 from fakehub.fixtures import config_for_hub, fake_hub, hub_config  # noqa: F401
 
 
@@ -26,24 +26,34 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def resolve(config, *refs):
-    with ModelSearch(config) as s:
+#: search alone: these names are in the known-model index, which would answer first
+SEARCH = ["workflow", "civitai", "huggingface"]
+
+
+def resolve(config, *refs, backends=SEARCH):
+    with ModelSearch(config, backends=backends) as s:
         return s.resolve_many(list(refs))
 
 
-def test_same_name_other_bytes_only_the_corroborated_one_is_sure(fake_hub, hub_config):
+@pytest.mark.parametrize("name, backends, words", [
+    # not in the known-model index: a known publisher keeping it in the loras folder decides
+    ("mochi_style_distill_lora.safetensors", SEARCH, "confirmed by a known publisher (Comfy-Org) keeps it in its "
+                                                     "loras folder"),
+    # an official template file: the index answers first (checked on the hub), and says so
+    ("chronoedit_distill_lora.safetensors", None, "confirmed by the known-model index and a known publisher"),
+])
+def test_same_name_other_bytes_only_the_corroborated_one_is_sure(fake_hub, hub_config, name, backends, words):
     official = blob(64, "official")
-    fake_hub.add_hf_repo("Comfy-Org/Wan_2.2_ComfyUI_Repackaged",
-                         {"split_files/loras/chronoedit_distill_lora.safetensors": official})
+    stem = name.rsplit(".", 1)[0]
+    fake_hub.add_hf_repo("Comfy-Org/Wan_2.2_ComfyUI_Repackaged", {f"split_files/loras/{name}": official})
     # a repo whose id contains the name, more downloads, other bytes, a folder-named path
-    fake_hub.add_hf_repo("lorafan/chronoedit_distill_lora",
-                         {"loras/chronoedit_distill_lora.safetensors": blob(64, "retrained")}, downloads=10**7)
-    fake_hub.add_civitai_model("Chronoedit distill lora", {"chronoedit_distill_lora.safetensors": blob(64, "civ")},
-                               type="LORA", downloads=10**6)
-    (res,) = resolve(hub_config, ref("chronoedit_distill_lora.safetensors", "loras"))
+    fake_hub.add_hf_repo(f"lorafan/{stem}", {f"loras/{name}": blob(64, "retrained")}, downloads=10**7)
+    fake_hub.add_civitai_model(stem.replace("_", " "), {name: blob(64, "civ")}, type="LORA", downloads=10**6)
+    (res,) = resolve(hub_config, ref(name, "loras"), backends=backends)
     best = res.choose()
     assert best is not None and best.hash_sha256 == sha(official)
-    assert "confirmed by a known publisher (Comfy-Org)" in best.reason
+    assert words in best.reason
+    assert all(c.confidence < AUTO_CHOICE_FLOOR for c in res.candidates if c.hash_sha256 != sha(official))
 
 
 def test_same_name_other_bytes_without_corroboration_is_never_automatic(fake_hub, hub_config):
@@ -112,7 +122,7 @@ def test_the_references_own_confidence_caps_its_candidates(fake_hub, hub_config)
     guessed = ref("detail_slider.safetensors", "loras", source="fallback", confidence=0.3)
     unknown_folder = ref("sdxl_vae.safetensors", "unknown")
     lora_tag = ref("detail_slider.safetensors", "loras", source="lora_tag", confidence=0.8)
-    with ModelSearch(hub_config) as s:
+    with ModelSearch(hub_config, backends=SEARCH) as s:
         (g,), (u,), (t,) = (s.resolve_many([r]) for r in (guessed, unknown_folder, lora_tag))
     assert g.best.hash_sha256 == sha(data) and g.best.confidence < AUTO_CHOICE_FLOOR
     assert "the workflow reference itself is a guess" in g.best.reason
@@ -158,7 +168,8 @@ def catalogue_hub():
         yield hub, build_catalogue(hub)
 
 
-def test_calibration_subset_has_no_confident_wrong_answer(catalogue_hub, tmp_path):
+@pytest.mark.parametrize("backends", [None, SEARCH], ids=["with-index", "search-alone"])
+def test_calibration_subset_has_no_confident_wrong_answer(catalogue_hub, tmp_path, backends):
     hub, cat = catalogue_hub
     tuning = [p for p in cat.probes if not p.held_out]
     # every decoy-heavy, absent and guessed probe, and a fixed sample of the others
@@ -172,18 +183,18 @@ def test_calibration_subset_has_no_confident_wrong_answer(catalogue_hub, tmp_pat
     assert len(subset) >= 40
     config = config_for_hub(hub, tmp_path)
     wrong, right = [], 0
-    with ModelSearch(config) as s:
+    with ModelSearch(config, backends=backends) as s:
         for kind in sorted({p.kind for p in subset}):
             group = [p for p in subset if p.kind == kind]
             refs = [ref(p.name, p.directory, source=p.source, confidence=p.confidence) for p in group]
             for p, res in zip(group, s.resolve_many(refs)):
                 for c in res.candidates:
-                    if c.confidence >= 0.9 and (c.hash_sha256 or "").lower() != p.truth:
+                    if c.confidence >= 0.9 and served_sha256(hub, c) != p.truth:
                         wrong.append((p.key, c.model_id, c.confidence, c.reason))
                 best = res.best
                 if p.truth is None:
                     right += best is None or best.confidence < AUTO_CHOICE_FLOOR
                 else:
-                    right += best is not None and best.hash_sha256 == p.truth
+                    right += best is not None and served_sha256(hub, best) == p.truth
     assert wrong == []
     assert right / len(subset) >= 0.9, (right, len(subset))

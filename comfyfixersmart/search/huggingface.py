@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote, unquote, urlsplit
 
 from ..datamodel import ModelDetails, ModelReference, SearchResult
-from ..errors import APISearchError, ComfyFixerError, NetworkError, NotFoundError, ValidationError
+from ..errors import APISearchError, ComfyFixerError, GatedRepoError, NetworkError, NotFoundError, ValidationError
 from ..folders import LEGACY_FOLDERS, canonical_folder, type_for
 from ..logs import get_logger
 from ..security import redact_text, redact_url
@@ -262,6 +263,28 @@ class HuggingFaceBackend:
         self._trees[author] = (time.monotonic(), listing)
         return listing
 
+    def _prefetch_trees(self) -> None:
+        """List every publisher not listed yet, concurrently (``search_concurrency`` at a time):
+        the walk below is then a series of memory lookups instead of a chain of requests that
+        every concurrent lookup would wait on.  Failures are left for the walk to meet."""
+        missing = [a for a in self.publishers if a not in self._trees]
+        workers = max(1, min(len(missing), int(self.config.search_concurrency)))
+        if len(missing) < 2 or workers == 1 or not self.publishers:
+            return
+        # the first publisher alone: a Hub that fails (no network, 5xx, rate limit) fails once,
+        # in the walk's own order, instead of once per publisher
+        self.publisher_repos(self.publishers[0])
+        missing = [a for a in missing if a != self.publishers[0]]
+
+        def one(author: str) -> None:
+            try:
+                self.publisher_repos(author)
+            except ComfyFixerError:
+                pass
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="comfyfixer-trees") as pool:
+            list(pool.map(one, missing))
+
     def publisher_matches(self, wanted: str, folder: Optional[str] = None, *,
                           cached_only: bool = False) -> List[Dict[str, Any]]:
         """``[{"repo": listing, "path": path}]`` for files named ``wanted`` (base name, any case)
@@ -272,6 +295,11 @@ class HuggingFaceBackend:
         base = names.basename(wanted).lower()
         stem = names.split_ext(base)[0]
         found: List[Dict[str, Any]] = []
+        if not cached_only:
+            try:
+                self._prefetch_trees()
+            except (NotFoundError, ValidationError):
+                pass  # the walk skips that publisher
         for author in self.publishers:
             try:
                 repos = self.publisher_repos(author) if not cached_only else self._trees.get(author, (0, []))[1]
@@ -314,9 +342,19 @@ class HuggingFaceBackend:
 
     def file_metadata(self, repo_id: str, revision: str, path: str) -> Dict[str, Any]:
         """HEAD ``/resolve/``: commit, etag (sha256 for LFS files) and size; raises GatedRepoError
-        when the account may not download it.  Successes are cached, refusals never."""
+        when the account may not download it.  Successes are cached; of the refusals only the
+        anonymous "gated" one (the Hub never lets an anonymous client download a gated repo;
+        with a token, accepting the licence changes the answer at once)."""
         url = self.resolve_url(repo_id, revision, path)
         hub = _hub()
+        store = self.api.cache
+        gated_key = f"hf {self.config.hf_endpoint} gated-anon {repo_id}"
+        if not self.config.hf_token and store is not None:
+            hit = store.get(gated_key)
+            if isinstance(hit, dict) and hit.get("status") == 401:
+                raise error_for_response(401, headers={"X-Error-Code": "GatedRepo",
+                                                       "X-Error-Message": str(hit.get("message") or "")},
+                                         url=url, backend=NAME, help_url=self.repo_page(repo_id))
 
         def fn() -> Dict[str, Any]:
             meta = hub.get_hf_file_metadata(url, token=self.config.hf_token or False,
@@ -326,7 +364,14 @@ class HuggingFaceBackend:
             return {"commit": meta.commit_hash, "etag": etag, "size": meta.size,
                     "sha256": etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None}
 
-        return self._call("head", f"{repo_id}@{revision}/{path}", fn, url=url, help_url=self.repo_page(repo_id))
+        try:
+            return self._call("head", f"{repo_id}@{revision}/{path}", fn, url=url, help_url=self.repo_page(repo_id))
+        except GatedRepoError as exc:
+            if not self.config.hf_token and store is not None and exc.status == 401:
+                store.put(gated_key, {"status": 401, "message": f"Access to model {repo_id} is restricted. You must "
+                                                                "have access to it and be authenticated to access it. "
+                                                                "Please log in."}, ttl=store.negative_ttl)
+            raise
 
     # -- results ---------------------------------------------------------------------
     def make_result(self, repo: Dict[str, Any], file: Dict[str, Any], *, folder: Optional[str], confidence: float,

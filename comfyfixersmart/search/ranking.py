@@ -24,7 +24,8 @@ folder (or stronger evidence) pass it.
 * when the name exists with different bytes in several places, only a corroborated candidate
   (the known-model index, the workflow's own URL or hash, a known publisher with the file in a
   fitting place) keeps its confidence; the others are capped at ``CONTESTED_CAP`` (never
-  automatic);
+  automatic).  Two answers with strong corroboration (the index, the workflow, a hash), or two
+  known publishers disagreeing with nothing stronger, leave no answer sure;
 * a generic name (``ae``, ``model``, ``clip_l``) needs the folder in the repo path or such
   corroboration to pass 0.9;
 * a precision or format difference (fp8 vs fp16, .gguf vs .safetensors, pruned vs full) is
@@ -36,11 +37,14 @@ folder (or stronger evidence) pass it.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from ..datamodel import SearchResult
 from ..folders import LEGACY_FOLDERS
+from ..logs import get_logger
 from . import names
+
+log = get_logger(__name__)
 
 HASH_MATCH = 1.0
 WORKFLOW_URL = 0.95
@@ -63,6 +67,8 @@ GUESSED_CAP = 0.79
 MISMATCH_CAP = 0.75
 #: evidence that stands for itself, beyond a known publisher
 STRONG_BACKENDS = frozenset({"workflow", "index"})
+#: an index candidate listed for another folder (``index_backend.OTHER_FOLDER``) backs nothing
+INDEX_OTHER_FOLDER = 0.7
 
 #: Hugging Face owners whose repos are the usual source of ComfyUI files (weighed more)
 KNOWN_PUBLISHERS = names.KNOWN_PUBLISHERS
@@ -237,7 +243,23 @@ def _where(r: SearchResult) -> str:
     return str(r.metadata.get("repo_id") or r.metadata.get("page_url") or r.name or r.backend)
 
 
-def _corroboration(r: SearchResult, wanted: str, folder: Optional[str]) -> List[str]:
+def _index_backs(index: Any, r: SearchResult, wanted: str) -> bool:
+    """The known-model index lists ``wanted`` at this candidate's place or with its bytes."""
+    if index is None or r.backend == "index":
+        return False
+    meta = r.metadata
+    place = f"{meta['repo_id']}/{meta['path']}" if meta.get("repo_id") and meta.get("path") else None
+    sha = (r.hash_sha256 or "").lower()
+    try:
+        if place and index.corroborates(wanted, place):
+            return True
+        return bool(sha) and any(m.sha256 == sha for m in index.by_name(wanted))
+    except Exception as exc:  # a damaged index must not break ranking
+        log.debug("known-model index not usable for corroboration: %s", exc)
+        return False
+
+
+def _corroboration(r: SearchResult, wanted: str, folder: Optional[str], index: Any = None) -> List[str]:
     """What, besides the name, says this candidate is the wanted file."""
     out: List[str] = []
     meta = r.metadata
@@ -245,7 +267,9 @@ def _corroboration(r: SearchResult, wanted: str, folder: Optional[str]) -> List[
         out.append("the sha256 matches")
     if r.backend == "workflow":
         out.append("the workflow's own URL")
-    if r.backend == "index" or meta.get("known_model"):
+    # an index entry the hub did not disown (not "not found", not other bytes, not another folder)
+    listed = r.backend == "index" and r.confidence > INDEX_OTHER_FOLDER and meta.get("index_checked") != "changed"
+    if listed or _index_backs(index, r, wanted):
         out.append("the known-model index")
     if meta.get("known_publisher") and _same_name(wanted, r.filename):
         path = str(meta.get("path") or "")
@@ -275,10 +299,12 @@ def _cap(r: SearchResult, cap: float, why: str) -> None:
             r.metadata["reason"] = f"{r.reason}; {why}" if r.reason else why
 
 
-def settle(candidates: Iterable[SearchResult], reference, folder: Optional[str] = None) -> List[SearchResult]:
+def settle(candidates: Iterable[SearchResult], reference, folder: Optional[str] = None, *,
+           index: Any = None) -> List[SearchResult]:
     """Apply the rules that need every candidate of ``reference`` at once (see the module
     docstring), then ``rank``.  ``reference`` is a ModelReference (its filename, folder,
-    confidence and source are read); ``folder``: its canonical folder key."""
+    confidence and source are read); ``folder``: its canonical folder key; ``index``: a
+    ``KnownModelIndex`` that may corroborate candidates of other backends."""
     wanted = names.basename(reference.filename)
     folder = folder or reference.expected_directory or None
     # 1. identical bytes are one answer: keep the best copy, list the others as mirrors
@@ -302,7 +328,7 @@ def settle(candidates: Iterable[SearchResult], reference, folder: Optional[str] 
     for r in kept:
         reasons: List[str] = []
         for member in r.metadata.pop("_group", [r]):
-            for why in _corroboration(member, wanted, folder):
+            for why in _corroboration(member, wanted, folder, index):
                 if why not in reasons:
                     reasons.append(why)
         support[id(r)] = reasons

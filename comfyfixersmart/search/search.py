@@ -25,6 +25,7 @@ from .civitai import CivitaiBackend
 from .http import ApiClient
 from .huggingface import HuggingFaceBackend
 from .index_backend import IndexBackend
+from .known_models import KnownModelIndex
 from .workflow_backend import WorkflowBackend
 
 log = get_logger(__name__)
@@ -77,6 +78,7 @@ class ModelSearch:
         self._backends: Dict[str, SearchBackend] = {}
         #: errors of the last ``search`` call (dicts from ``exc.to_dict()``)
         self.last_errors: List[Dict[str, Any]] = []
+        self._index: Any = None
         for spec in BUILTIN_BACKENDS if backends is None else backends:
             self.add_backend(spec)
 
@@ -250,15 +252,15 @@ class ModelSearch:
         folder = canonical_folder(ref.expected_directory)
         candidates: List[SearchResult] = []
         errors: List[ComfyFixerError] = []
-        # Catalogue lookups first (publisher trees: cached listings shared by every reference):
-        # a sure hit there spares the name searches of every backend.
-        passes: List[Tuple[SearchBackend, Any]] = []
-        for backend in selected:
-            early = getattr(backend, "resolve_known", None)
-            if callable(early) and backend.name != "workflow":
-                passes.append((backend, early))
-        passes += [(backend, getattr(backend, "resolve_rest", None) if any(b is backend for b, _ in passes)
-                    else backend.resolve) for backend in selected]
+        # The index and the workflow's own URL first; then catalogue lookups (publisher trees:
+        # listings cached and shared by every reference): a sure hit there spares the name
+        # searches of every backend; then the others in their order.
+        strong = [b for b in selected if b.name in ranking.STRONG_BACKENDS]
+        early = [b for b in selected if b not in strong and callable(getattr(b, "resolve_known", None))]
+        passes: List[Tuple[SearchBackend, Any]] = [(b, b.resolve) for b in strong]
+        passes += [(b, getattr(b, "resolve_known")) for b in early]
+        passes += [(b, getattr(b, "resolve_rest", b.resolve) if b in early else b.resolve)
+                   for b in selected if b not in strong]
         failed: set = set()
         for backend, method in passes:
             if any(c.confidence >= DECISIVE or c.metadata.get("settled") for c in candidates):
@@ -291,7 +293,19 @@ class ModelSearch:
                 if isinstance(access, dict):
                     errors.append(_RecordedError(access, backend.name))
             candidates.extend(found)
-        return ranking.settle(candidates, ref, folder), errors
+        return ranking.settle(candidates, ref, folder, index=self._known_index()), errors
+
+    def _known_index(self):
+        """The known-model index for corroborating other backends' candidates (None if unusable)."""
+        if self._index is None:
+            try:
+                index = KnownModelIndex.for_config(self.config)
+                len(index)
+                self._index = index
+            except (ComfyFixerError, OSError, ValueError) as exc:
+                log.info("known-model index not available for corroboration: %s", exc)
+                self._index = False
+        return self._index or None
 
     @staticmethod
     def _error_dict(exc: ComfyFixerError, backend: str) -> Dict[str, Any]:

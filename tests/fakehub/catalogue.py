@@ -292,3 +292,21 @@ def build_catalogue(hub: FakeHub) -> Catalogue:
         cat.probes.append(Probe(fname, folder, sha(truth) if truth else None, "guessed", source="fallback",
                                 confidence=0.3))
     return cat
+
+
+def served_sha256(hub: FakeHub, candidate) -> str:
+    """sha256 of the file a SearchResult points at: its own, else the hub's file at its place
+    (a gated file's hash is not given to anonymous clients, but it is still the right or a
+    wrong file)."""
+    if candidate.hash_sha256:
+        return candidate.hash_sha256.lower()
+    meta = candidate.metadata
+    repo = hub.hf_repos.get(str(meta.get("repo_id") or ""))
+    if repo is not None and meta.get("path") in repo.files:
+        return repo.files[meta["path"]].sha256
+    if meta.get("file_id"):
+        try:
+            return hub.civitai_file(int(meta["file_id"])).sha256
+        except (KeyError, ValueError):
+            pass
+    return ""
