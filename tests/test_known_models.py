@@ -326,14 +326,16 @@ def test_same_name_with_other_bytes_is_never_decisive_but_mirrors_are(fake_hub, 
     config = config_for_hub(fake_hub, tmp_path, known_models_file=hub_index(tmp_path, mirrors))
     with ModelSearch(config, backends=["index"]) as search:
         found = search.resolve(ref("ae.safetensors", "vae"))
-    assert len(found) == 2 and all(r.confidence >= 0.95 for r in found)
+    # identical bytes in two listed repos: one answer, decisive, the other copy a mirror
+    (one,) = found
+    assert one.confidence >= 0.95 and len(one.metadata["mirrors"]) == 1
 
     (tmp_path / "b").mkdir()
     config = config_for_hub(fake_hub, tmp_path / "b", known_models_file=hub_index(
         tmp_path / "b", mirrors + [entry("someone/vae-merge", "ae.safetensors", "vae")]))
     with ModelSearch(config, backends=["index"]) as search:
         found = search.resolve(ref("ae.safetensors", "vae"))
-    assert len(found) == 3
+    assert len(found) == 2 and len(found[0].metadata["mirrors"]) == 1  # the two mirrors are one answer
     assert all(r.confidence < 0.9 for r in found)
     assert all("share this name" in r.reason for r in found)
 

@@ -24,9 +24,19 @@ from comfyfixersmart.service.routes import FixerRoutes
 from comfyfixersmart.service.validation import DownloadItemSpec
 
 
+def _letters(i: int) -> str:
+    """0 -> "aaaa", 1 -> "aaab"...: a distinct word per name (a trailing number is a version
+    word that search terms drop, so numbered names would share one cached lookup)."""
+    out = ""
+    for _ in range(4):
+        i, r = divmod(i, 26)
+        out = chr(97 + r) + out
+    return out
+
+
 def lora_workflow(n, prefix="missing_lora"):
     nodes = [{"id": i + 1, "type": "LoraLoader", "mode": 0, "properties": {},
-              "widgets_values": [f"{prefix}_{i:05d}.safetensors", 1.0, 1.0]} for i in range(n)]
+              "widgets_values": [f"{prefix}_{_letters(i)}.safetensors", 1.0, 1.0]} for i in range(n)]
     return {"last_node_id": n, "nodes": nodes, "links": [], "version": 0.4}
 
 

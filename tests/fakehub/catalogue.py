@@ -62,8 +62,11 @@ class Probe:
 
     @property
     def held_out(self) -> bool:
-        """Deterministic 30 % split by name: frozen, never looked at while tuning."""
-        return int(hashlib.sha1(f"probe:{self.key}".encode()).hexdigest()[:8], 16) % 10 < 3
+        """Deterministic split by name (about a third), never looked at while tuning.  The first
+        rule (``% 10 < 3``) gave 26 % on this set; the second part (``33..39``) was added to reach
+        30 %+ before the held-out part was ever run (it moved 7 % of the probes out of tuning)."""
+        n = int(hashlib.sha1(f"probe:{self.key}".encode()).hexdigest()[:8], 16)
+        return n % 10 < 3 or 33 <= n % 100 <= 39
 
 
 @dataclass
