@@ -233,16 +233,18 @@ class ComfyFixerCore:
         backends: Optional[Sequence[str]] = None,
         resolve: bool = True,
         cancel: Optional[threading.Event] = None,
+        limit: Optional[int] = None,
     ) -> AnalysisResult:
         """Like ``analyze_workflows`` for one workflow given as JSON (the ComfyUI panel's graph).
 
         ``cancel`` (set from another thread) stops resolving between references: no new hub
         lookup starts, and ``ResolveCancelledError`` is raised without waiting for the ones
-        in flight."""
+        in flight.  ``limit``: most references to look up (``RequestTooLargeError`` beyond;
+        the routes pass ``config.max_references``)."""
         data = self.scanner.scan_data(workflow, path=path)
-        return self._analyze([data], [], backends=backends, resolve=resolve, cancel=cancel)
+        return self._analyze([data], [], backends=backends, resolve=resolve, cancel=cancel, limit=limit)
 
-    def _analyze(self, workflows, errors, *, backends, resolve, cancel=None) -> AnalysisResult:
+    def _analyze(self, workflows, errors, *, backends, resolve, cancel=None, limit=None) -> AnalysisResult:
         references = merge_references(ref for wf in workflows for ref in wf.model_references)
         self.check(references)
         by_key = {r.key: r for r in references}
@@ -252,7 +254,7 @@ class ComfyFixerCore:
                 ref.status, ref.found_path, ref.local_path = merged.status, merged.found_path, merged.local_path
         wanted = [r for r in references if r.status in (MISSING, None)]
         if resolve and wanted:
-            resolutions = self.resolve(wanted, backends=backends, cancel=cancel)
+            resolutions = self.resolve(wanted, backends=backends, cancel=cancel, limit=limit)
             for res in resolutions:
                 offer_safetensors(res)
         else:
@@ -260,16 +262,16 @@ class ComfyFixerCore:
         return AnalysisResult(workflows=workflows, references=references, resolutions=resolutions, errors=errors)
 
     def resolve(self, references: Sequence[ModelReference], *, backends: Optional[Sequence[str]] = None,
-                cancel: Optional[threading.Event] = None) -> List[Resolution]:
-        """Candidates for each reference (same order), at most ``config.max_references`` of
-        them (``RequestTooLargeError`` beyond).  Lookups run ``search_concurrency`` at a time,
-        one reference each, started at least ``config.hub_call_interval`` s apart; ``cancel``
-        is checked before each one."""
+                cancel: Optional[threading.Event] = None, limit: Optional[int] = None) -> List[Resolution]:
+        """Candidates for each reference (same order); with ``limit``, at most that many
+        distinct files (``RequestTooLargeError`` beyond).  Lookups run ``search_concurrency``
+        at a time, one file each, started at least ``config.hub_call_interval`` s apart;
+        ``cancel`` is checked before each one."""
         refs = list(references)
         distinct = len({r.key for r in refs})
-        if distinct > self.config.max_references:
-            raise RequestTooLargeError(f"{distinct} model references to look up; at most "
-                                       f"{self.config.max_references} per request (setting max_references)")
+        if limit is not None and distinct > limit:
+            raise RequestTooLargeError(f"{distinct} model references to look up; at most {limit} per request "
+                                       "(setting max_references)")
         if cancel is None and not self.config.hub_call_interval:
             return self.search.resolve_many(refs, backends=backends)
         cancel = cancel if cancel is not None else threading.Event()

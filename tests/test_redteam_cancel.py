@@ -178,7 +178,14 @@ def test_library_resolve_cap(make_config):
     refs = [ModelReference(filename=f"m{i}.safetensors", node_type="X", expected_type="x",
                            expected_directory="loras") for i in range(12)]
     with pytest.raises(RequestTooLargeError):
-        ComfyFixerCore(make_config(max_references=11), search=object()).resolve(refs)
+        ComfyFixerCore(make_config(), search=object()).resolve(refs, limit=11)
+
+    class Echo:
+        def resolve_many(self, refs, backends=None):
+            return [Resolution(reference=r) for r in refs]
+
+    # the CLI looks up whole folders of workflows: no cap unless asked
+    assert len(ComfyFixerCore(make_config(max_references=11), search=Echo()).resolve(refs)) == 12
 
 
 def test_hub_calls_are_paced_per_job(make_config):

@@ -371,7 +371,7 @@ class FixerRoutes:
         config = self.effective_config()
         core = self._core(config)
         try:
-            analysis = core.analyze_data(workflow)
+            analysis = core.analyze_data(workflow, limit=config.max_references)
             report = workflow_sources(analysis, core, self._threshold(config, min_confidence))
         finally:
             _close(core)
@@ -440,7 +440,7 @@ class FixerRoutes:
         config = self.effective_config()
         core = self._core(config)
         try:
-            analysis: AnalysisResult = core.analyze_data(workflow, resolve=resolve)
+            analysis: AnalysisResult = core.analyze_data(workflow, resolve=resolve, limit=config.max_references)
         finally:
             _close(core)
         warnings = [w for wf in analysis.workflows for w in wf.warnings]
@@ -495,7 +495,7 @@ class FixerRoutes:
         folders = self.folders()
         core = self.core_factory(config, folders)
         try:
-            analysis = core.analyze_data(workflow, cancel=cancel)
+            analysis = core.analyze_data(workflow, cancel=cancel, limit=config.max_references)
             specs, failures = core.plan(analysis, self._threshold(config, min_confidence), allow_pickle=allow_pickle)
         finally:
             _close(core)
