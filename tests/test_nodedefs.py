@@ -336,3 +336,17 @@ def test_root_keeps_the_bundled_folder_when_the_pack_key_is_unknown_outside_comf
     # inside ComfyUI (no trusted set: the live key comes with its real folders) the source wins
     live = read_root(comfy_root, tmp_path / "cache").table()
     assert build_table(derived=live).get("UnetLoaderGGUF")[0].folder == "unet_gguf"
+
+
+def test_a_packs_tests_folder_is_not_read(comfy_root, tmp_path):
+    tests = comfy_root / "custom_nodes" / "cfs_test_pack" / "tests"
+    tests.mkdir()
+    (tests / "stand_in.py").write_text(textwrap.dedent("""
+        import folder_paths
+        class StandIn:
+            @classmethod
+            def INPUT_TYPES(s):
+                return {"required": {"x": (folder_paths.get_filename_list("loras"),)}}
+        NODE_CLASS_MAPPINGS = {"StandIn": StandIn}
+    """))
+    assert "StandIn" not in read_root(comfy_root, tmp_path / "cache").packs["cfs_test_pack"].node_types

@@ -30,8 +30,10 @@ CACHE_NAME = "nodedefs.json"
 #: a file must mention one of these to say anything about nodes or folders
 _MARKERS = (b"INPUT_TYPES", b"define_schema", b"NODE_CLASS_MAPPINGS", b"folder_names_and_paths",
             b"add_model_folder_path")
+#: folders of a pack that hold no node definitions ComfyUI loads (a pack's tests may even define
+#: stand-in nodes, as ours do)
 _SKIP_DIRS = frozenset({".git", "__pycache__", "node_modules", "venv", ".venv", "env", "site-packages",
-                        "build", "dist", ".github", "web", "js", "docs", "examples"})
+                        "build", "dist", ".github", "web", "js", "docs", "examples", "tests", "test"})
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_FILES_PER_PACK = 3000
 
