@@ -15,6 +15,7 @@ import pytest
 
 from comfyfixersmart import cli
 from fakehub.fixtures import fake_hub  # noqa: F401
+from fakehub.registry import blob
 from test_core_support import DETAIL, MY_VAE, build_world, closed_port, node, sha, ui_workflow, write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -344,7 +345,7 @@ def test_tokens_never_reach_output_reports_or_files(capsys, world, fake_hub, mon
     pasted = "pastedTOKEN0042"
     fake_hub.add_civitai_token(CIVITAI_TOKEN)
     fake_hub.add_hf_token(HF_TOKEN)
-    locked = fake_hub.add_civitai_model("Locked Lora", {"locked_lora.safetensors": b"L" * 5000}, type="LORA",
+    locked = fake_hub.add_civitai_model("Locked Lora", {"locked_lora.safetensors": blob(5000, seed=77)}, type="LORA",
                                         requires_auth=True)
     wf = write_json(tmp_path / "locked.json", ui_workflow(
         [node(1, "LoraLoader", ["locked_lora.safetensors", 1, 1]), node(2, "VAELoader", ["my_vae.safetensors"])],
@@ -361,7 +362,7 @@ def test_tokens_never_reach_output_reports_or_files(capsys, world, fake_hub, mon
         code, out, err = run_cli(capsys, *argv)
         assert code in (0, 1), (argv, err)
         texts += [out, err]
-    assert (world.models / "loras" / "locked_lora.safetensors").read_bytes() == b"L" * 5000
+    assert (world.models / "loras" / "locked_lora.safetensors").read_bytes() == blob(5000, seed=77)
     annotated = json.loads((tmp_path / "annotated.json").read_text())
     # the document itself is the user's, unchanged; what we added must be clean
     texts.append(json.dumps([n["properties"].get("models") for n in annotated["nodes"]]))

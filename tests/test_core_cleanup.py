@@ -75,7 +75,7 @@ def test_cleanup_from_another_thread_cancels_and_removes_part_files(server, conf
     assert [(r.success, r.error_type) for r in results] == [(False, "DownloadCancelledError")]
     assert not (out / "checkpoints" / "slow.safetensors").exists()
     # the core is usable again after cleanup (fresh sessions)
-    server.add("/quick.safetensors", b"q" * 1000)
+    server.add("/quick.safetensors", payload(1000, seed=3))
     assert core.download_models([spec(server, "quick.safetensors")], out)[0].success
     core.cleanup()
 
@@ -179,12 +179,12 @@ def test_components_passed_in_are_left_open(make_config, tmp_path):
 
 def test_a_hostile_spec_fails_alone(server, config, tmp_path):
     out = tmp_path / "models"
-    server.add("/ok.safetensors", b"o" * 2000)
+    server.add("/ok.safetensors", payload(2000, seed=4))
     evil = dict(spec(server, "ok.safetensors"), filename="../../evil.safetensors")
     with ComfyFixerCore(config) as core:
         bad, good = core.download_models([evil, spec(server, "ok.safetensors")], out)
     assert not bad.success and bad.error_type == "UnsafePathError"
-    assert good.success and (out / "checkpoints" / "ok.safetensors").read_bytes() == b"o" * 2000
+    assert good.success and (out / "checkpoints" / "ok.safetensors").read_bytes() == payload(2000, seed=4)
     assert not (tmp_path / "evil.safetensors").exists()
 
 

@@ -17,13 +17,17 @@ import pytest
 from comfyfixersmart.download import DownloadManager
 from comfyfixersmart.download.partfile import part_path, sidecar_path
 from dlserver import loopback_config, payload
-from dlserver.fixtures import server  # noqa: F401
+from dlserver.fixtures import platform_api, server  # noqa: F401
 
 MB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[1]
 
 CHILD = textwrap.dedent("""
-    import sys
+    import os, sys
+    if os.environ.get("CFS_PORTABLE"):  # as on Windows: see dlserver.portable
+        sys.path.insert(0, os.environ["CFS_TESTS"])
+        import dlserver.portable
+        dlserver.portable.install()
     from comfyfixersmart.settings import Config
     from comfyfixersmart.download import DownloadManager
     url, target, state, segments = sys.argv[1:5]
@@ -52,12 +56,14 @@ def _kill_when_grown(proc, target: Path, segmented: bool, min_bytes: int) -> Non
 
 
 @pytest.mark.parametrize("segments", [1, 4])
-def test_kill_9_mid_download_then_resume(server, make_config, tmp_path, segments):
+def test_kill_9_mid_download_then_resume(server, make_config, tmp_path, segments, platform_api):
     data = payload(12 * MB)
     # slow enough to be caught mid-way (segment progress is checkpointed every 2 s)
     res = server.add("/m.safetensors", data, rate=6 * MB if segments == 1 else 1 * MB)
     target = tmp_path / "models" / "m.safetensors"
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    if platform_api is not None:
+        env.update(CFS_PORTABLE="1", CFS_TESTS=str(REPO / "tests"))
     proc = subprocess.Popen([sys.executable, "-c", CHILD, server.url("/m.safetensors"), str(target),
                              str(tmp_path / "child-state"), str(segments)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -11,7 +11,10 @@ import pytest
 from comfyfixersmart.download import DownloadManager
 from comfyfixersmart.download.partfile import PartInfo, Segment, part_path, save, sidecar_path
 from dlserver import loopback_config, payload
-from dlserver.fixtures import dest, server, sha  # noqa: F401
+from dlserver.fixtures import dest, platform_api, server, sha  # noqa: F401
+
+# every test here runs twice: with this system's APIs and as on Windows (dlserver.portable)
+pytestmark = pytest.mark.usefixtures("platform_api")
 
 MB = 1024 * 1024
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from dlserver import FileServer
 from fakehub.fixtures import config_for_hub, fake_hub  # noqa: F401
+from fakehub.registry import blob
 
 from comfyfixersmart.service.routes import FixerRoutes
 
@@ -288,7 +289,7 @@ async def test_symlink_inside_a_model_folder_pointing_outside_is_refused(api, fa
 
 async def test_a_model_folder_that_is_itself_a_symlink_still_works(api, fake_hub, comfy_root, tmp_path, folders):
     """Users keep models on another drive: the folder's own link is trusted, links inside are not."""
-    fake_hub.add_hf_repo("o/r", {"x.safetensors": b"w" * 100})
+    fake_hub.add_hf_repo("o/r", {"x.safetensors": blob(100, seed=78)})
     real = tmp_path / "big_drive"
     real.mkdir()
     lora = comfy_root / "models" / "loras"
@@ -298,7 +299,7 @@ async def test_a_model_folder_that_is_itself_a_symlink_still_works(api, fake_hub
         {"filename": "x.safetensors", "directory": "loras", "url": url_on(fake_hub)}]})
     assert resp.status == 202, await resp.text()
     assert api.fixer.jobs.wait_idle(20)
-    assert (real / "x.safetensors").read_bytes() == b"w" * 100
+    assert (real / "x.safetensors").read_bytes() == blob(100, seed=78)
 
 
 async def test_a_target_that_is_an_existing_folder_is_refused(api, fake_hub, comfy_root):
@@ -349,7 +350,7 @@ async def test_the_largest_job_accepted_runs_to_the_end(api, comfy_root):
 
 
 async def test_cancel_and_retry_hammered_concurrently_stay_consistent(api, fake_hub, comfy_root):
-    data = b"z" * (2 << 20)
+    data = blob(2 << 20, seed=79)
     fake_hub.add_hf_repo("o/r", {"x.safetensors": data})
     fake_hub.rate_limit_bytes_per_s = 4 << 20
     resp = await api.post("/comfyfixer/download", json={"items": [

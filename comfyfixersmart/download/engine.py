@@ -34,21 +34,19 @@ from ..errors import (
     FileExistsConflictError,
     InsufficientSpaceError,
     IntegrityError,
+    NotAModelFileError,
+    UnsafePathError,
 )
 from ..logs import get_logger
 from ..security import check_url, redact_url
-from . import partfile
+from . import content, partfile
 from .http import (BodyReader, IdleRead, Opened, TruncatedError, content_length, is_transient, open_url,
                    parse_content_range)
 from .partfile import PartInfo, Segment
 from .progress import ProgressReporter
-from .segments import ResourceChanged, SegmentJob, plan_segments, pwrite_all, run_segments
+from .fileio import PartLock, check_inside, is_link, long_path, open_part, pread, pwrite_all
+from .segments import ResourceChanged, SegmentJob, plan_segments, run_segments
 from .verify import PrefixHasher, StreamHasher, sha256_file
-
-try:  # POSIX advisory locks keep two processes off one part file
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 log = get_logger(__name__)
 
@@ -80,6 +78,10 @@ class TransferSpec:
     expected_size: Optional[int] = None
     headers: Optional[Mapping[str, str]] = None
     overwrite: bool = False
+    #: the real (resolved) folder the file must stay in, and the real folder of ``target``
+    #: found when the download was planned: re-checked before writing and before the rename
+    root_real: Optional[Path] = None
+    parent_real: Optional[Path] = None
 
 
 class _Restart(Exception):
@@ -123,6 +125,9 @@ class Transfer:
         self.expected_size = spec.expected_size
         self.info: Optional[PartInfo] = None
         self.fd = -1
+        self._lock: Optional[PartLock] = None
+        #: remove the part and sidecar once the part is closed (set by _cleanup_after)
+        self._discard = False
         self.resumed_from = 0
         self._started = 0.0
         self._read_size = FIRST_READ
@@ -137,13 +142,23 @@ class Transfer:
             self.reporter.warn(warning)
             log.warning("%s", warning)
         with _thread_lock(self.target):
+            self._check_place()
             if os.path.lexists(self.target) and not self.spec.overwrite:
                 return self._existing()
             if self.target.is_dir():
                 raise FileExistsConflictError("a folder exists where the file should go", path=self.target)
-            self.target.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(long_path(self.target.parent), exist_ok=True)
+            self._check_place()  # a link swapped in meanwhile
             with self._open_part():
                 return self._run_locked()
+
+    def _check_place(self) -> None:
+        """The target's real folder is still inside the real root it was planned in, and the
+        target is not a link (an overwrite would replace the link, a skip would trust it)."""
+        check_inside(self.target, self.spec.root_real, self.spec.parent_real)
+        if self.spec.overwrite and is_link(self.target):
+            raise UnsafePathError(f"{self.target.name} is a symbolic link; a download never replaces one "
+                                  "(remove it first)")
 
     def _existing(self) -> DownloadResult:
         """The target is already there: skip it if it is the right file, else refuse."""
@@ -164,16 +179,24 @@ class Transfer:
 
     @contextmanager
     def _open_part(self) -> Iterator[None]:
-        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        self.fd = open_part(self.part)  # never through a link
         try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    raise DownloadError(f"{self.target.name} is being downloaded by another process",
-                                        path=self.target) from None
+            self._lock = PartLock(self.part, self.fd).acquire()
+        except BaseException:
+            self._close()
+            raise
+        try:
             yield
         finally:
+            if self._lock.held_by_fd and self._discard:
+                partfile.remove(self.part, self.sidecar)  # before the close drops the lock
+            self._close()
+            if not self._lock.held_by_fd and self._discard:
+                partfile.remove(self.part, self.sidecar)  # after the close: Windows cannot remove open files
+            self._lock.release()
+
+    def _close(self) -> None:
+        if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
 
@@ -224,14 +247,14 @@ class Transfer:
 
     def _cleanup_after(self, exc: BaseException) -> None:
         """Drop the part when it is worthless or unwanted; keep it when resumable."""
-        discard = isinstance(exc, (IntegrityError, InsufficientSpaceError)) or (
+        discard = isinstance(exc, (IntegrityError, InsufficientSpaceError, NotAModelFileError)) or (
             isinstance(exc, DownloadCancelledError) and not getattr(self.cancel, "keep_partial", False))
         try:
             empty = os.fstat(self.fd).st_size == 0
         except OSError:
             empty = True
         if discard or empty or self.info is None:
-            partfile.remove(self.part, self.sidecar)
+            self._discard = True  # done by _open_part once the part is closed
 
     def _sidecar_matches(self, info: PartInfo) -> bool:
         if info.url != redact_url(self.spec.url):
@@ -267,6 +290,7 @@ class Transfer:
                           range_start=offset, if_range=info.validator if (info and offset) else None,
                           cancel=self.cancel)
         try:
+            content.check_not_login(opened.url, self.config)
             return self._answer(opened, offset)
         finally:
             opened.close()
@@ -346,10 +370,21 @@ class Transfer:
         self._last_byte = time.monotonic()
         writeback = _WriteBehind(self.fd, offset)
         pos = offset
+        # is it a model file at all?  Judged on the file's first bytes: from the part file
+        # when resuming, from the body as it arrives otherwise (before anything is written)
+        head = bytearray(partfile_head(self.fd, offset))
+        ctype = opened.headers.get("Content-Type")
+        decided = not content.is_checked(self.target.name)
+        if offset and not decided:
+            decided = content.check_head(self.target.name, bytes(head), total=total, content_type=ctype)
         try:
             while True:
                 buf = hasher.acquire() if hasher is not None else spare
                 n, ended, failure = self._fill(body, buf)
+                if not decided:
+                    head += memoryview(buf)[:min(n, content.HEAD_BYTES - len(head))]
+                    decided = content.check_head(self.target.name, bytes(head), total=total,
+                                                 ended=ended, content_type=ctype)
                 if n:
                     self._write(memoryview(buf)[:n], pos)
                     pos += n
@@ -471,6 +506,10 @@ class Transfer:
         if prefix is not None:
             prefix.extend(contiguous_prefix(info.segments))
 
+        def on_head(head: bytes) -> None:
+            # fail fast: the first bytes of the file, as the segment at 0 receives them
+            content.check_head(self.target.name, head, total=info.total, ended=True)
+
         def checkpoint(segments) -> None:
             # the sidecar may only claim bytes that are really in the file
             os.fdatasync(self.fd) if hasattr(os, "fdatasync") else os.fsync(self.fd)
@@ -485,6 +524,7 @@ class Transfer:
             chunk_size=self.config.chunk_size, retries=self.config.http_retries,
             backoff_base=self.config.backoff_base, backoff_max=self.config.backoff_max,
             stall_timeout=self.config.stall_timeout,
+            on_head=on_head if content.is_checked(self.target.name) else None,
         )
         try:
             try:
@@ -549,11 +589,17 @@ class Transfer:
             raise IntegrityError(
                 f"sha256 mismatch for {self.target.name}: expected {self.expected_sha256}, got {sha}",
                 url=redact_url(self.spec.url), path=self.target)
+        content.check_file(self.target.name, self.fd, actual_size)  # again, from the file's start
         if os.path.lexists(self.target) and not self.spec.overwrite:
             # appeared while we downloaded: keep the verified part (a rerun finishes at once)
             raise FileExistsConflictError(f"{self.target.name} appeared meanwhile; not overwritten",
                                           path=self.target)
-        os.replace(self.part, self.target)
+        self._check_place()
+        if is_link(self.target):
+            raise UnsafePathError(f"{self.target.name} became a symbolic link; not replaced")
+        if not self._lock.held_by_fd:
+            self._close()  # Windows cannot rename an open file; the lock file spans the rename
+        os.replace(long_path(self.part), long_path(self.target))
         _fsync_dir(self.target.parent)
         partfile.remove(self.sidecar)
         self.info = PartInfo(url="")  # the part is gone: nothing to clean up
@@ -567,6 +613,11 @@ class Transfer:
             url=redact_url(self.spec.url), resumed_from=self.resumed_from, skipped=skipped,
             warnings=list(self.reporter.warnings),
         )
+
+
+def partfile_head(fd: int, offset: int) -> bytes:
+    """The first bytes of a part file resumed at ``offset`` (none for a fresh one)."""
+    return pread(fd, min(offset, content.HEAD_BYTES), 0) if offset else b""
 
 
 def contiguous_prefix(segments: List[Segment]) -> int:

@@ -24,7 +24,9 @@ from ..errors import ComfyFixerError, DownloadCancelledError, StateError, Unsafe
 from ..logs import get_logger
 from ..security import redact_text, redact_url, safe_join, validate_relative_path
 from ..settings import Config, get_config
+from .content import check_not_login
 from .engine import Transfer, TransferSpec
+from .fileio import real_path
 from .http import filename_from_disposition, filename_from_url, make_session, open_url, safe_server_filename
 from .progress import EventCallback, ProgressCallback, ProgressReporter
 from .script import generate_script
@@ -147,9 +149,12 @@ class DownloadManager:
         self._check_args(url, save_path, expected_size, headers)
         if not _is_folder(save_path):
             _check_working_name(Path(save_path))
-        return self._download(url, Path(save_path).expanduser(), progress_callback, expected, expected_size,
+        target = Path(save_path).expanduser()
+        folder = _is_folder(save_path)
+        return self._download(url, target, progress_callback, expected, expected_size,
                               headers, overwrite, on_event, cancel_event, job_id, item_id,
-                              server_names=_is_folder(save_path), source=None, source_id=None, rel_name=None)
+                              server_names=folder, source=None, source_id=None, rel_name=None,
+                              place=_plan_place(target, None, folder))
 
     def download_models(
         self,
@@ -273,12 +278,14 @@ class DownloadManager:
                 if not target.is_absolute():
                     raise ValidationError("save_path must be absolute (or use directory + filename)")
                 server_names = _is_folder(model["save_path"])
+                place = _plan_place(target, None, server_names)
             else:
                 folder = Path(output_dir).expanduser()
                 if model.get("directory"):
                     folder = safe_join(folder, validate_relative_path(str(model["directory"])))
                 target = safe_join(folder, rel) if rel else folder
                 server_names = rel is None
+                place = _plan_place(target, Path(output_dir).expanduser(), server_names)
             if not server_names:
                 _check_working_name(target)
         except (ComfyFixerError, TypeError) as exc:
@@ -291,7 +298,8 @@ class DownloadManager:
         return (lambda: self._download(
             url, target, None, sha, size, model.get("headers"), bool(model.get("overwrite", overwrite)), on_event,
             None, job_id, item_id, server_names=server_names,
-            source=model.get("source"), source_id=model.get("source_id"), rel_name=rel, active=active)), active
+            source=model.get("source"), source_id=model.get("source_id"), rel_name=rel, active=active,
+            place=place)), active
 
     def _register(self, target: Path, item_id: Optional[str], rel_name: Optional[str],
                   cancel_event: Optional[threading.Event]) -> _Active:
@@ -306,7 +314,8 @@ class DownloadManager:
                   headers: Optional[Mapping[str, str]], overwrite: bool, on_event: Optional[EventCallback],
                   cancel_event: Optional[threading.Event], job_id: Optional[str], item_id: Optional[str], *,
                   server_names: bool, source: Optional[str], source_id: Optional[str],
-                  rel_name: Optional[str], active: Optional[_Active] = None) -> DownloadResult:
+                  rel_name: Optional[str], active: Optional[_Active] = None,
+                  place: Tuple[Optional[Path], Optional[Path]] = (None, None)) -> DownloadResult:
         started = time.monotonic()
         if active is None:
             active = self._register(target, item_id, rel_name, cancel_event)
@@ -328,7 +337,8 @@ class DownloadManager:
                 active.keys |= _keys_for(target)
                 reporter.filename = rel_name or target.name
             spec = TransferSpec(url=url, target=target, expected_sha256=expected_sha256,
-                                expected_size=expected_size, headers=headers, overwrite=overwrite)
+                                expected_size=expected_size, headers=headers, overwrite=overwrite,
+                                root_real=place[0], parent_real=place[1])
             result = Transfer(self.session, self.config, spec, reporter, cancel).run()
         except (ComfyFixerError, OSError, requests.RequestException) as exc:
             failed = _failure_result(reporter.filename, str(target), exc, url, time.monotonic() - started)
@@ -359,6 +369,7 @@ class DownloadManager:
         opened = open_url(self.session, url, self.config, headers=headers, range_start=0, range_end=0,
                           cancel=cancel)  # type: ignore[arg-type]
         try:
+            check_not_login(opened.url, self.config)
             name = filename_from_disposition(opened.headers.get("Content-Disposition")) \
                 or filename_from_url(opened.url)
         finally:
@@ -402,7 +413,7 @@ class DownloadManager:
 
 
 #: names the engine gives its own working files next to a target (see partfile.py)
-_WORKING_SUFFIXES = (".part", ".part.json")
+_WORKING_SUFFIXES = (".part", ".part.json", ".part.lock")
 
 
 def _check_working_name(target: Path) -> None:
@@ -410,6 +421,14 @@ def _check_working_name(target: Path) -> None:
     writing ``x.safetensors.part`` would clobber the half-done bytes of ``x.safetensors``."""
     if target.name.lower().endswith(_WORKING_SUFFIXES):
         raise UnsafePathError(f"{target.name!r} is the name of a download's working file; not a target")
+
+
+def _plan_place(target: Path, root: Optional[Path], is_folder: bool) -> Tuple[Path, Path]:
+    """(real root, real folder of the file) as planned now; the engine checks both again
+    before it writes and before it renames (a folder swapped for a link is refused)."""
+    folder = target if is_folder else target.parent
+    parent_real = real_path(folder)
+    return (real_path(root) if root is not None else parent_real), parent_real
 
 
 def _wait_future(future: Future, timeout: float) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from ..logs import get_logger
 log = get_logger(__name__)
 
 SIDECAR_VERSION = 1
+#: a sidecar holds a URL and a few numbers per segment: anything bigger is not one
+MAX_SIDECAR = 1 << 20
 
 
 @dataclass
@@ -81,6 +84,11 @@ def sidecar_path(target: Path) -> Path:
 def load(path: Path) -> Optional[PartInfo]:
     """The sidecar at ``path``, or None if missing/unreadable (then the part is not trusted)."""
     try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SIDECAR:
+            # a link, a FIFO or a huge file planted under the sidecar's name is not ours
+            log.warning("ignoring %s: not a sidecar file", path)
+            return None
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or data.get("version") != SIDECAR_VERSION:  # damaged or foreign
             return None

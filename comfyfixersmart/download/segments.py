@@ -1,4 +1,4 @@
-"""Segmented download: several ``Range`` requests written with ``os.pwrite`` into one
+"""Segmented download: several ``Range`` requests written with positional writes into one
 preallocated part file.
 
 Servers (and CDNs) often cap each connection; N parallel ranges then give ~N times the
@@ -9,7 +9,6 @@ the sidecar, so a killed process resumes each segment where it stopped.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -20,6 +19,7 @@ from ..errors import DownloadCancelledError, DownloadError, DownloadStalledError
 from ..logs import get_logger
 from ..security import redact_url
 from .http import BodyReader, IdleRead, Opened, TruncatedError, is_transient, open_url, parse_content_range
+from .fileio import pwrite_all
 from .partfile import PartInfo, Segment
 
 log = get_logger(__name__)
@@ -46,15 +46,6 @@ def plan_segments(total: int, count: int, min_piece: int = MIN_PIECE) -> List[Se
     return segments
 
 
-def pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    """``os.pwrite`` until every byte is written (short writes are legal)."""
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
-
-
 @dataclass
 class SegmentJob:
     """What the segment workers share."""
@@ -77,6 +68,8 @@ class SegmentJob:
     backoff_max: float
     #: seconds without a byte before a connection counts as stalled (then resumed)
     stall_timeout: float = 30.0
+    #: called with the file's first bytes when they arrive (may raise: a bad head stops all)
+    on_head: Optional[Callable[[bytes], None]] = None
 
 
 def run_segments(job: SegmentJob, first: Optional[Opened] = None) -> None:
@@ -183,6 +176,8 @@ def _fill(job: SegmentJob, seg: Segment, opened: Optional[Opened], lock: threadi
                 if not got:
                     raise TruncatedError("connection closed early", url=redact_url(job.url))
                 last_byte = time.monotonic()
+                if pos == 0 and job.on_head is not None:
+                    job.on_head(bytes(view[:got]))
                 pwrite_all(job.fd, view[:got], pos)
                 with lock:
                     seg.done += got

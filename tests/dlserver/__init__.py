@@ -24,13 +24,39 @@ __all__ = ["FileServer", "Resource", "RecordedRequest", "payload", "loopback_con
 
 
 def payload(size: int, seed: int = 0) -> bytes:
-    """Deterministic, incompressible-looking bytes."""
+    """Deterministic, incompressible-looking bytes that form a valid ``.safetensors`` file
+    (header + one U8 tensor filling the rest) when ``size`` leaves room for the header: the
+    engine refuses a ``.safetensors`` download whose first bytes are not one."""
     out = bytearray()
     block = hashlib.sha256(f"seed-{seed}".encode()).digest()
     while len(out) < size:
         block = hashlib.sha256(block).digest()
         out += block * 32  # 1 KiB per hash keeps generation fast
+    header = safetensors_header(size, seed)
+    if header is not None:
+        out[:len(header)] = header
     return bytes(out[:size])
+
+
+def safetensors_header(size: int, seed: int = 0) -> Optional[bytes]:
+    """The 8-byte length + JSON header of a ``size``-byte safetensors file with one U8
+    tensor, or None when ``size`` is too small for one."""
+    small = '{"__metadata__":{"s":"%d"}}' % seed
+    if size < 8 + 8 * 11:  # too small for a tensor: a file that is all header (still valid)
+        if size < 10:
+            return None
+        text = small if len(small) <= size - 8 else "{}"
+        return (size - 8).to_bytes(8, "little") + (text[:-1].ljust(size - 9) + "}").encode()
+    for width in range(1, 21):
+        body = size - 8 - 8 * width  # the header padded to a multiple of 8 bytes
+        meta = ('{"__metadata__":{"seed":"%d"},"t":{"dtype":"U8","shape":[%d],"data_offsets":[0,%d]}}'
+                % (seed, max(body, 0), max(body, 0)))
+        if body >= 0 and len(meta) <= 8 * width:
+            text = meta.ljust(8 * width).encode()
+            return (8 * width).to_bytes(8, "little") + text
+        if body < 0:
+            return None
+    return None
 
 
 @dataclass

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional, Union
 
+from dlserver import safetensors_header
+
 #: extensions Hugging Face's default .gitattributes stores in LFS
 HF_LFS_EXTENSIONS = (
     ".safetensors", ".sft", ".bin", ".ckpt", ".pt", ".pth", ".gguf", ".onnx", ".h5", ".msgpack",
@@ -20,8 +22,14 @@ HF_LFS_EXTENSIONS = (
 
 
 def blob(size: int, seed: int = 0) -> bytes:
-    """Deterministic pseudo-random bytes (fast, reproducible test payloads)."""
-    return random.Random(seed).randbytes(size)
+    """Deterministic pseudo-random bytes (fast, reproducible test payloads), starting with a
+    safetensors header when ``size`` leaves room for one: downloads refuse a ``.safetensors``
+    file whose first bytes are not a header (other formats ignore it)."""
+    data = bytearray(random.Random(seed).randbytes(size))
+    header = safetensors_header(size, seed)
+    if header is not None:
+        data[:len(header)] = header
+    return bytes(data)
 
 
 def _now_iso() -> str:
