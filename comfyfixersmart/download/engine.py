@@ -189,11 +189,24 @@ class Transfer:
             yield
         finally:
             if self._lock.held_by_fd and self._discard:
-                partfile.remove(self.part, self.sidecar)  # before the close drops the lock
+                self._remove_working_files()  # before the close drops the lock
             self._close()
             if not self._lock.held_by_fd and self._discard:
-                partfile.remove(self.part, self.sidecar)  # after the close: Windows cannot remove open files
+                self._remove_working_files()  # after the close: Windows cannot remove open files
             self._lock.release()
+
+    def _save_sidecar(self, info: PartInfo) -> None:
+        self._check_place()  # the sidecar is written by name: never through a swapped-in link
+        partfile.save(self.sidecar, info)
+
+    def _remove_working_files(self) -> None:
+        try:
+            self._check_place()
+        except UnsafePathError:
+            log.warning("%s: its folder was replaced by a link; its working files there are left alone",
+                        self.target.name)
+            return
+        partfile.remove(self.part, self.sidecar)
 
     def _close(self) -> None:
         if self.fd >= 0:
@@ -357,7 +370,7 @@ class Transfer:
         self._preflight(None if total is None else total - offset)
         self.info = PartInfo(url=redact_url(self.spec.url) or "", etag=etag, last_modified=modified,
                              total=total, expected_sha256=self.expected_sha256, mode="single")
-        partfile.save(self.sidecar, self.info)
+        self._save_sidecar(self.info)
         self.reporter.set_total(total)
         self.reporter.reset(offset)
         self.reporter.set_state("downloading")
@@ -488,7 +501,7 @@ class Transfer:
                                  segments=plan_segments(total, self.config.download_segments))
             self.resumed_from = 0
             self._preallocate(total)
-            partfile.save(self.sidecar, self.info)
+            self._save_sidecar(self.info)
         info = self.info
         assert info is not None
         if resume:
@@ -513,7 +526,7 @@ class Transfer:
         def checkpoint(segments) -> None:
             # the sidecar may only claim bytes that are really in the file
             os.fdatasync(self.fd) if hasattr(os, "fdatasync") else os.fsync(self.fd)
-            partfile.save(self.sidecar, dataclasses.replace(info, segments=segments))
+            self._save_sidecar(dataclasses.replace(info, segments=segments))
             if prefix is not None:
                 prefix.extend(contiguous_prefix(segments))
 
