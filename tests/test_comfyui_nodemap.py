@@ -248,3 +248,17 @@ def test_pack_options_built_elsewhere_are_recognised_by_their_files(comfy, tmp_p
     finally:
         del sys.modules["opaque_mod"]
         fp.get_filename_list = real
+
+
+def test_live_node_types_decide_the_missing_packs(comfy, monkeypatch):
+    """Inside ComfyUI the running node set says what is installed (issue 9.5)."""
+    from comfyfixersmart.scan import missing_packs
+
+    live = LiveNodeMap(comfy.fp)
+    installed = live.node_types()
+    assert "CheckpointLoaderSimple" in installed
+    assert missing_packs(["CheckpointLoaderSimple", "FaceDetailer"], installed)[0].node_types == ["FaceDetailer"]
+    comfy.nodes.NODE_CLASS_MAPPINGS["FaceDetailer"] = type("FaceDetailer", (), {})
+    assert missing_packs(["CheckpointLoaderSimple", "FaceDetailer"], live.node_types()) == []
+    monkeypatch.delitem(sys.modules, "nodes")
+    assert LiveNodeMap(comfy.fp).node_types() is None
