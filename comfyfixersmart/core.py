@@ -38,9 +38,11 @@ from .errors import (
     NotAWorkflowError,
     RequestTooLargeError,
     ResolveCancelledError,
+    UnsafePathError,
+    ValidationError,
     WorkflowParseError,
 )
-from .folders import MODEL_FOLDERS, UNKNOWN_FOLDER, canonical_folder
+from .folders import MODEL_FOLDERS, UNKNOWN_FOLDER, canonical_folder, check_folder_key
 from .inventory import EMBEDDING_EXTENSIONS
 from .pickles import (
     PICKLE_CONFIRMATION,
@@ -409,6 +411,8 @@ class ComfyFixerCore:
         """The folder keys a file may be planned into: the install's model folders, or with
         ``output_dir`` (a models root) the known model folder keys and the install's."""
         keys: List[str] = []
+        if not self.has_inventory and output_dir is None:
+            keys.extend(MODEL_FOLDERS)  # nothing on disk to ask (a script, a dry run): the known keys
         if self.has_inventory:
             try:
                 keys.extend(self.inventory.folders)
@@ -420,7 +424,19 @@ class ComfyFixerCore:
         return [k for k in keys if k not in REFUSED_KEYS]
 
     def _folder_key(self, directory: Any, output_dir: Optional[PathLike]) -> str:
-        return folder_key(directory, self.model_folder_keys(output_dir))
+        """``directory`` as a model folder key: one the install (or the known table) has, or
+        any other well-formed key (it lives in ``<models>/<key>``); never a path or a refused key."""
+        try:
+            return folder_key(directory, self.model_folder_keys(output_dir))
+        except UnsafePathError:
+            raise
+        except ValidationError as exc:
+            if not isinstance(directory, str) or "unknown model folder" not in str(exc):
+                raise
+            key = check_folder_key(directory)  # ValidationError unless one well-formed component
+            if key.lower() in REFUSED_KEYS:
+                raise
+            return key
 
     def _target(self, key: str, filename: str, output_dir: Optional[PathLike]) -> Optional[Path]:
         """The checked absolute target of ``filename`` in model folder ``key``."""

@@ -99,7 +99,7 @@ def folder_key(directory: object, keys: Iterable[str], canonical: Callable[[str]
         raise UnsafePathError(f"{field}: {name[:80]!r} is a path; only a model folder key is accepted")
     known = set(keys)
     key = name if name in known else canonical(name)
-    if name in REFUSED_KEYS or key in REFUSED_KEYS:
+    if name.lower() in REFUSED_KEYS or key.lower() in REFUSED_KEYS:  # Output is output on Windows/macOS
         raise ValidationError(f"{field}: {name!r} is not a model folder; files are never written there")
     if key not in known:
         raise ValidationError(f"{field}: unknown model folder {name[:80]!r}")

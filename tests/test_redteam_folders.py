@@ -76,7 +76,7 @@ def test_folder_key_accepts_keys_and_legacy_names():
         folder_key("loras/../../x", ["loras"])
 
 
-@pytest.mark.parametrize("directory", HOSTILE_DIRECTORIES)
+@pytest.mark.parametrize("directory", [d for d in HOSTILE_DIRECTORIES if d != "nope"])  # see below for "nope"
 @pytest.mark.parametrize("use_output_dir", [False, True])
 def test_plan_refuses_hostile_directories(make_config, root, tmp_path, directory, use_output_dir):
     core = _core(make_config, root)
@@ -355,3 +355,26 @@ def test_cli_fix_refuses_a_pickle_until_allowed(fake_hub, tmp_path, monkeypatch,
     assert code == 0, out
     assert (root / "models" / "checkpoints" / "toad.ckpt").read_bytes() == data
     assert "pickle" in out  # the warning is on the row
+
+
+def test_plan_without_a_comfyui_root_uses_the_known_keys(make_config):
+    """``comfyfixer script`` without --comfyui-root: nothing on disk, still only folder keys."""
+    core = ComfyFixerCore(make_config())
+    specs, failures = core.plan(_analysis((_ref("a.safetensors", "loras"), [_cand("a.safetensors")]),
+                                          (_ref("b.safetensors", "unet"), [_cand("b.safetensors")]),
+                                          (_ref("c.safetensors", "../../x"), [_cand("c.safetensors")]),
+                                          (_ref("d.safetensors", "output"), [_cand("d.safetensors")])))
+    assert [(s["directory"], "save_path" in s) for s in specs] == [("loras", False), ("diffusion_models", False)]
+    assert len(failures) == 2
+
+
+@pytest.mark.parametrize("directory,ok", [("background_removal", True), ("LLM", True), ("Output", False),
+                                          ("CUSTOM_NODES", False), ("TEMP", False), ("a/b", False),
+                                          ("..", False), ("nul", False)])
+def test_a_well_formed_key_the_install_lacks_goes_to_models(make_config, root, directory, ok):
+    core = _core(make_config, root)
+    specs, failures = core.plan(_analysis((_ref("m.safetensors", directory), [_cand("m.safetensors")])))
+    if ok:
+        assert Path(specs[0]["save_path"]) == (root / "models" / directory / "m.safetensors").resolve()
+    else:
+        assert specs == [] and failures
