@@ -2,7 +2,9 @@
 
 Modules: ``http`` (the one HTTP layer: session, retries, status -> exception), ``cache``
 (SQLite response cache), ``names`` (file-name normalisation and similarity), ``ranking``
-(confidence scale), ``civitai``, ``huggingface``, ``workflow_backend`` and ``search``.
+(confidence scale), ``civitai``, ``huggingface``, ``workflow_backend``, ``known_models`` (the
+known-model index; ``index_build``, ``index_refresh``, ``index_backend``), ``pasted`` (pasted URLs)
+and ``search``.
 Nothing is imported eagerly beyond these modules; huggingface_hub is imported on first use.
 """
 
