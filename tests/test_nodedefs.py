@@ -350,3 +350,18 @@ def test_a_packs_tests_folder_is_not_read(comfy_root, tmp_path):
         NODE_CLASS_MAPPINGS = {"StandIn": StandIn}
     """))
     assert "StandIn" not in read_root(comfy_root, tmp_path / "cache").packs["cfs_test_pack"].node_types
+
+
+def test_reading_any_python_never_fails(monkeypatch):
+    import sysconfig
+
+    import comfyfixersmart.scan.nodedefs as nodedefs
+
+    failures = []
+    monkeypatch.setattr(nodedefs.log, "debug", lambda msg, *a, **k: failures.append(a))
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(stdlib.glob("*.py"))[:150] + sorted((stdlib / "json").glob("*.py"))
+    assert len(files) > 50
+    for f in files:
+        read_source(f.read_bytes(), str(f))
+    assert failures == []  # no file needed the reader's last-resort guard

@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from ..folders import canonical_folder
+from ..logs import get_logger
+
+log = get_logger(__name__)
 
 #: bump when the reader's output changes, so cached results of older readers are not reused
 READER_VERSION = 2
@@ -140,6 +143,9 @@ def read_source(text: Union[str, bytes], path: str = "<source>") -> FileDefs:
     try:
         return _FileReader(tree, raw).read(registers)
     except RecursionError:
+        return FileDefs()
+    except Exception:  # a shape of code the reader did not foresee: that file says nothing
+        log.debug("node definitions of %s not read", path, exc_info=True)
         return FileDefs()
 
 
