@@ -556,10 +556,12 @@ def _print_references(out, wf) -> None:
         elif ref.url:
             cell += f"\n[dim]{_esc(_fit_middle(_clean(redact_url(ref.url) or ''), room))}[/]"
         node = _esc(_node_label(ref))
+        # a folder guessed for a node no loader table knows says so (the reason is in --json)
+        folder = _esc(ref.expected_directory) + ("\n[dim](guessed)[/]" if ref.folder_reason else "")
         if node_column:
-            table.add_row(f"[{style}]{label}[/]", _esc(ref.expected_directory), cell, node)
+            table.add_row(f"[{style}]{label}[/]", folder, cell, node)
         else:
-            table.add_row(f"[{style}]{label}[/]", _esc(ref.expected_directory),
+            table.add_row(f"[{style}]{label}[/]", folder,
                           cell + f"\n[dim]{_esc(_fit_middle(_clean(_node_label(ref)), room))}[/]")
     if not wf.model_references:
         table.add_row("[dim]-[/]", "", "[dim]no model files referenced[/]", *([""] if node_column else []))

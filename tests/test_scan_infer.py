@@ -107,3 +107,21 @@ def test_scanner_reports_the_guess_in_both_formats(make_config):
     from comfyfixersmart.report import reference_to_json
 
     assert "folder_reason" in reference_to_json(refs["loras/x.safetensors"])
+
+
+def test_the_cli_marks_a_guessed_folder(tmp_path, capsys):
+    import json
+
+    from comfyfixersmart.cli import main
+
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps({"nodes": [{"id": 1, "type": "MysteryNode", "widgets_values": ["4x-UltraSharp.pth"]},
+                                        {"id": 2, "type": "VAELoader", "widgets_values": ["vae.safetensors"]}],
+                              "links": []}))
+    main(["scan", str(wf)])
+    out = capsys.readouterr().out
+    assert out.count("(guessed)") == 1 and "upscale_models" in out
+    main(["scan", "--json", str(wf)])
+    refs = {r["key"]: r for r in json.loads(capsys.readouterr().out)["workflows"][0]["references"]}
+    assert "file name" in refs["upscale_models/4x-UltraSharp.pth"]["folder_reason"]
+    assert "folder_reason" not in refs["vae/vae.safetensors"]
