@@ -64,3 +64,25 @@ def test_scan_route_finds_every_model_in_its_folder(server, form):
     # the map is built without changing ComfyUI's folder lists or its node set
     assert server.get_json("/comfyfixer/folders") == folders_before
     assert set(EXPECTED.values()) <= set(server.get_json("/object_info"))
+
+
+def test_static_widget_positions_agree_with_object_info(server, comfyui_install):
+    """The reader's widget positions for every core loader (and the pack's) are the ones the
+    running ComfyUI's node definitions give."""
+    from comfyfixersmart.comfyui.nodemap import _live_inputs
+    from comfyfixersmart.scan.rootdefs import read_root
+
+    info = server.get_json("/object_info")
+    core = read_root(comfyui_install.comfyui_dir, None).core
+    pack = read_root(server.base_directory, None).packs["cfs_test_pack"]
+    checked = []
+    for defs in (core, pack):
+        for node_type, node in defs.nodes.items():
+            if node_type not in info:
+                continue
+            _, positions = _live_inputs(info[node_type]["input"])
+            for inp in node.inputs:
+                assert inp.index is not None, (node_type, inp)
+                assert positions.get(inp.input) == inp.index, (node_type, inp, positions)
+                checked.append(node_type)
+    assert len(set(checked)) >= 30, checked
