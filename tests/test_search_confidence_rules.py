@@ -90,6 +90,33 @@ def test_mirrors_across_backends_count_once_and_do_not_contest(fake_hub, hub_con
     assert same[0].confidence >= 0.9 and "competitors" not in same[0].metadata
 
 
+@pytest.mark.parametrize("downloads, chosen", [((900_000, 3_000), True), ((50_000, 10_000), False),
+                                               ((9_000, 10), False)])
+def test_a_clear_download_lead_on_civitai_corroborates(fake_hub, hub_config, downloads, chosen):
+    real = blob(64, "rv")
+    fake_hub.add_civitai_model("Realistic Vision V6.0 B1", {"realisticVisionV60B1_v51VAE.safetensors": real},
+                               downloads=downloads[0])
+    fake_hub.add_civitai_model("Realistic Vision V6.0 B1 merge", {"realisticVisionV60B1_v51VAE.safetensors":
+                                                             blob(64, "merge")}, downloads=downloads[1])
+    (res,) = resolve(hub_config, ref("realisticVisionV60B1_v51VAE.safetensors", "checkpoints"))
+    assert len(res.candidates) == 2
+    if chosen:
+        best = res.choose()
+        assert best is not None and best.hash_sha256 == sha(real)
+        assert "a clear download lead on Civitai (900,000 downloads, the next 3,000)" in best.reason
+        assert res.candidates[1].confidence < AUTO_CHOICE_FLOOR
+    else:
+        assert all(c.confidence < AUTO_CHOICE_FLOOR for c in res.candidates)
+
+
+def test_no_download_lead_across_hubs(fake_hub, hub_config):
+    fake_hub.add_civitai_model("Ink Style", {"inkStyle_v3.safetensors": blob(64, "civ")}, type="LORA",
+                               downloads=10**7)
+    fake_hub.add_hf_repo("painter/inkstyle-lora", {"loras/inkStyle_v3.safetensors": blob(64, "hf")})
+    (res,) = resolve(hub_config, ref("inkStyle_v3.safetensors", "loras"))
+    assert len(res.candidates) == 2 and all(c.confidence < AUTO_CHOICE_FLOOR for c in res.candidates)
+
+
 @pytest.mark.parametrize("wanted, present", [
     ("qwen_image_edit_fp8_e4m3fn.safetensors", "qwen_image_edit_fp16.safetensors"),  # fp8 vs fp16
     ("flux1-dev-Q4_K_S.gguf", "flux1-dev-Q3_K_S.gguf"),  # another quantisation

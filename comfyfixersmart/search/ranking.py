@@ -23,8 +23,8 @@ folder (or stronger evidence) pass it.
   the others are listed in ``metadata["mirrors"]``;
 * when the name exists with different bytes in several places, only a corroborated candidate
   (the known-model index, the workflow's own URL or hash, a known publisher with the file in a
-  fitting place) keeps its confidence; the others are capped at ``CONTESTED_CAP`` (never
-  automatic).  Two answers with strong corroboration (the index, the workflow, a hash), or two
+  fitting place, a clear download lead among Civitai answers) keeps its confidence; the others
+  are capped at ``CONTESTED_CAP`` (never automatic).  Two answers with strong corroboration (the index, the workflow, a hash), or two
   known publishers disagreeing with nothing stronger, leave no answer sure;
 * a generic name (``ae``, ``model``, ``clip_l``) needs the folder in the repo path or such
   corroboration to pass 0.9;
@@ -288,8 +288,30 @@ def _path_names_folder(path: str, folder: Optional[str]) -> bool:
     return any(d.lower() in wanted for d in path.split("/")[:-1])
 
 
+#: a Civitai model this popular, and this many times more downloaded than every other file of
+#: the name, is the one people mean ("a clear download lead": weak evidence, like a publisher)
+LEAD_MIN_DOWNLOADS = 10_000
+LEAD_FACTOR = 20
+
+
+def _download_lead(same: List[SearchResult]):
+    """``(candidate, words)`` when one Civitai answer of a contested name leads the downloads
+    clearly; None otherwise.  Only among Civitai answers: download counts of Hugging Face repos
+    (a whole repo, any file) are not comparable with a Civitai model's."""
+    if len(same) < 2 or any(r.backend != "civitai" for r in same):
+        return None
+    ranked = sorted(same, key=lambda r: -(r.metadata.get("downloads") or 0))
+    top, runner = (ranked[0].metadata.get("downloads") or 0), (ranked[1].metadata.get("downloads") or 0)
+    if top >= LEAD_MIN_DOWNLOADS and top >= LEAD_FACTOR * max(runner, 1):
+        return ranked[0], f"a clear download lead on Civitai ({top:,} downloads, the next {runner:,})"
+    return None
+
+
+_WEAK = ("a known publisher", "a clear download lead")
+
+
 def _strong(reasons: List[str]) -> bool:
-    return any(not r.startswith("a known publisher") for r in reasons)
+    return any(not r.startswith(_WEAK) for r in reasons)
 
 
 def _cap(r: SearchResult, cap: float, why: str) -> None:
@@ -335,6 +357,9 @@ def settle(candidates: Iterable[SearchResult], reference, folder: Optional[str] 
     # 3. the same name with other bytes elsewhere: only corroborated answers stay sure
     same = [r for r in kept if _same_name(wanted, r.filename)]
     contested = len(same) >= 2
+    lead = _download_lead(same)
+    if lead is not None:
+        support[id(lead[0])].append(lead[1])
     strong_groups = [r for r in same if _strong(support[id(r)])]
     publisher_groups = [r for r in same if support[id(r)]]
     for r in kept:
