@@ -21,12 +21,14 @@ HF_LFS_EXTENSIONS = (
 )
 
 
-def blob(size: int, seed: int = 0) -> bytes:
+def blob(size: int, seed: Union[int, str] = 0) -> bytes:
     """Deterministic pseudo-random bytes (fast, reproducible test payloads), starting with a
     safetensors header when ``size`` leaves room for one: downloads refuse a ``.safetensors``
     file whose first bytes are not a header (other formats ignore it)."""
     data = bytearray(random.Random(seed).randbytes(size))
-    header = safetensors_header(size, seed)
+    # a string seed ("catalogue:official:ae.safetensors") is written into the header as a number
+    number = seed if isinstance(seed, int) else int(hashlib.sha256(str(seed).encode()).hexdigest()[:12], 16)
+    header = safetensors_header(size, number)
     if header is not None:
         data[:len(header)] = header
     return bytes(data)
