@@ -16,7 +16,9 @@ from pathlib import Path, PurePosixPath
 from typing import Dict, Iterable, Optional, Set
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
-from .errors import HostNotAllowedError, UnsafePathError
+from .errors import UnsafePathError
+from .net.urls import UrlPolicy
+from .net.urls import check_url as _check_url
 
 _WINDOWS_RESERVED = {
     "con", "prn", "aux", "nul", "conin$", "conout$",
@@ -113,7 +115,8 @@ def safe_join(root: os.PathLike | str, relative: str) -> Path:
 
 
 def host_matches(host: str, allowed: Iterable[str]) -> bool:
-    """True if ``host`` is in ``allowed``; entries starting with '.' match any sub-domain."""
+    """True if the name ``host`` is in ``allowed``; entries starting with '.' match any
+    sub-domain.  A name test only (no scheme or port): a fetch is decided by ``check_url``."""
     host = (host or "").lower().rstrip(".")
     for entry in allowed:
         entry = entry.lower().strip()
@@ -127,34 +130,17 @@ def host_matches(host: str, allowed: Iterable[str]) -> bool:
     return False
 
 
-def check_url(url: str, allowed_hosts: Optional[Iterable[str]] = None) -> str:
-    """Return ``url`` if it is http(s), has no credentials and its host is allowed.
+def check_url(url: str, allowed_hosts: Optional[Iterable[str] | UrlPolicy] = None) -> str:
+    """Return ``url`` if it may be fetched (``net.urls.check_url``, the one URL policy).
 
-    With ``allowed_hosts=None`` only the scheme and form are checked.
+    ``allowed_hosts`` is a ``UrlPolicy`` or allow-list entries (``host``, ``.domain``,
+    ``host:port``, ``host:*``); with None only the form is checked.  To check against a
+    ``Config`` (endpoints included) pass ``net.urls.policy_for(config)``.
     """
-    if not isinstance(url, str) or not url.strip():
-        raise HostNotAllowedError("empty URL")
-    url = url.strip()
-    if any(c in url for c in "\r\n\0 \t"):
-        raise HostNotAllowedError("URL contains whitespace or control characters", url=redact_url(url))
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises on a bad port
-    except ValueError as exc:
-        raise HostNotAllowedError(f"malformed URL: {exc}", url=redact_url(url)) from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise HostNotAllowedError(f"only http(s) URLs are allowed, not {parts.scheme or 'none'!r}", url=redact_url(url))
-    if not parts.hostname:
-        raise HostNotAllowedError("URL has no host", url=redact_url(url))
-    if parts.username or parts.password:
-        raise HostNotAllowedError("URLs with user:password are not accepted", url=redact_url(url))
-    del port
-    if allowed_hosts is not None and not host_matches(parts.hostname, allowed_hosts):
-        raise HostNotAllowedError(
-            f"host {parts.hostname!r} is not allowed (add it to COMFYFIXER_ALLOWED_HOSTS to trust it)",
-            url=redact_url(url),
-        )
-    return url
+    policy = allowed_hosts
+    if allowed_hosts is not None and not isinstance(allowed_hosts, UrlPolicy):
+        policy = UrlPolicy.from_entries(allowed_hosts)
+    return _check_url(url, policy)  # type: ignore[arg-type]
 
 
 def same_origin(a: str, b: str) -> bool:

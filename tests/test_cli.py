@@ -195,7 +195,7 @@ def test_resolve_without_network_is_fast_and_keeps_the_workflow_url(capfd, monke
     workflow's own URL still offered, and no retry chatter from huggingface_hub on stderr."""
     monkeypatch.setenv("COMFYFIXER_CIVITAI_BASE_URL", f"http://127.0.0.1:{closed_port()}")
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
-    monkeypatch.setenv("COMFYFIXER_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("COMFYFIXER_ALLOWED_HOSTS", "127.0.0.1:*")
     began = time.monotonic()
     code = cli.main(["resolve", str(EXAMPLE_WORKFLOW), "--comfyui-root", str(EXAMPLE_ROOT)])
     elapsed = time.monotonic() - began

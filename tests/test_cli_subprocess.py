@@ -66,7 +66,7 @@ def test_fix_in_a_subprocess_downloads_from_the_fake_hub(env, fake_hub, tmp_path
 
 def test_offline_resolve_is_fast_and_quiet(env):
     env.update(COMFYFIXER_CIVITAI_BASE_URL=f"http://127.0.0.1:{closed_port()}",
-               HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}", COMFYFIXER_ALLOWED_HOSTS="127.0.0.1")
+               HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}", COMFYFIXER_ALLOWED_HOSTS="127.0.0.1:*")
     began = time.monotonic()
     done = comfyfixer(env, "resolve", EXAMPLE_WORKFLOW, "--comfyui-root", EXAMPLE_ROOT)
     elapsed = time.monotonic() - began
@@ -87,7 +87,7 @@ def test_ctrl_c_during_fix_stops_and_the_next_run_resumes(env, tmp_path):
             [node(1, "CheckpointLoaderSimple", ["big.safetensors"])],
             models=[{"name": "big.safetensors", "directory": "checkpoints",
                      "url": server.url("/big.safetensors", host="localhost")}]))
-        env.update(COMFYFIXER_ALLOWED_HOSTS="127.0.0.1,localhost", COMFYFIXER_CHUNK_SIZE="16384",
+        env.update(COMFYFIXER_ALLOWED_HOSTS="127.0.0.1:*,localhost:*", COMFYFIXER_CHUNK_SIZE="16384",
                    COMFYFIXER_CIVITAI_BASE_URL=f"http://127.0.0.1:{closed_port()}",
                    HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
         proc = subprocess.Popen([sys.executable, "-m", "comfyfixersmart", "fix", str(wf), "--comfyui-root", str(root),

@@ -24,7 +24,7 @@ def ref(name: str, folder: str = "vae", url=None) -> ModelReference:
 
 def test_refused_connections_are_not_retried(make_config, caplog):
     config = make_config(civitai_base_url=f"http://127.0.0.1:{closed_port()}",
-                         hf_endpoint=f"http://127.0.0.1:{closed_port()}", allowed_hosts=["127.0.0.1"],
+                         hf_endpoint=f"http://127.0.0.1:{closed_port()}", allowed_hosts=["127.0.0.1:*"],
                          http_retries=4, backoff_base=1.0, backoff_max=30.0)  # retries would be slow
     caplog.set_level(logging.DEBUG)
     with ModelSearch(config) as search:
@@ -109,7 +109,7 @@ def test_core_analysis_offline_keeps_workflow_candidates(make_config, tmp_path):
         models=[{"name": "a.safetensors", "directory": "vae",
                  "url": "https://huggingface.co/acme/vaes/resolve/main/a.safetensors"}]))
     config = make_config(comfyui_root=root, civitai_base_url=f"http://127.0.0.1:{closed_port()}",
-                         hf_endpoint=f"http://127.0.0.1:{closed_port()}", allowed_hosts=["127.0.0.1"],
+                         hf_endpoint=f"http://127.0.0.1:{closed_port()}", allowed_hosts=["127.0.0.1:*"],
                          backoff_base=1.0, backoff_max=30.0)
     began = time.monotonic()
     with ComfyFixerCore(config) as core:

@@ -87,7 +87,7 @@ class World:
         return {
             "COMFYFIXER_CIVITAI_BASE_URL": self.hub.civitai_url,
             "HF_ENDPOINT": self.hub.hf_url,
-            "COMFYFIXER_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "COMFYFIXER_ALLOWED_HOSTS": "127.0.0.1:*,localhost:*",
             "COMFYFIXER_BACKOFF_BASE": "0.01",
             "COMFYFIXER_BACKOFF_MAX": "0.2",
             "COMFYFIXER_CIVITAI_API_TIMEOUT": "5",

@@ -31,7 +31,7 @@ CHILD = textwrap.dedent("""
     from comfyfixersmart.settings import Config
     from comfyfixersmart.download import DownloadManager
     url, target, state, segments = sys.argv[1:5]
-    cfg = Config(allowed_hosts=["127.0.0.1"], state_dir=state, download_segments=int(segments),
+    cfg = Config(allowed_hosts=["127.0.0.1:*"], state_dir=state, download_segments=int(segments),
                  segment_min_size=4 * 1024 * 1024, backoff_base=0.01)
     DownloadManager(cfg).download_model(url, target)
     print("finished unexpectedly")

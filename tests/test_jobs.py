@@ -52,7 +52,7 @@ def models(tmp_path):
 
 @pytest.fixture
 def config(make_config):
-    return make_config(allowed_hosts=["127.0.0.1"], chunk_size=16 * 1024, download_timeout=10)
+    return make_config(allowed_hosts=["127.0.0.1:*"], chunk_size=16 * 1024, download_timeout=10)
 
 
 @pytest.fixture
@@ -292,7 +292,7 @@ CHILD = textwrap.dedent("""
 
     state_dir, folder, url = sys.argv[1:4]
     config = Config(state_dir=state_dir, cache_dir=state_dir + "/cache", log_dir=state_dir + "/logs",
-                    allowed_hosts=["127.0.0.1"], chunk_size=16384)
+                    allowed_hosts=["127.0.0.1:*"], chunk_size=16384)
     jobs = JobManager(config, store=StateJobStore.from_config(config))
     item = validate_download_item({"filename": "big.safetensors", "directory": "checkpoints", "url": url},
                                   {"checkpoints": [folder]}, config)

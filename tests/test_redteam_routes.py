@@ -318,7 +318,7 @@ async def test_a_target_that_is_an_existing_folder_is_refused(api, fake_hub, com
 
 async def _run_many(api, comfy_root, n):
     with FileServer() as srv:  # every item answers 404 at once
-        api.fixer._base_config = api.fixer.base_config.replace(allowed_hosts=["127.0.0.1"])
+        api.fixer._base_config = api.fixer.base_config.replace(allowed_hosts=["127.0.0.1:*"])
 
         def items(count):
             return [{"filename": f"m{i}.safetensors", "directory": "checkpoints",

@@ -188,7 +188,7 @@ def test_a_redirect_carrying_the_token_in_its_location_is_not_logged(make_config
         civ.add("/d", redirect=other.url(f"/f.safetensors?token={CIV}&x={HF}").replace("127.0.0.1", "localhost"))
         other.add("/f.safetensors", payload(100))
         config = loopback_config(make_config, civitai_base_url=civ.url(""), civitai_token=CIV, hf_token=HF,
-                                 allowed_hosts=["127.0.0.1"])  # localhost is not allowed: refused
+                                 allowed_hosts=["127.0.0.1:*"])  # localhost is not allowed: refused
         with DownloadManager(config) as m:
             r = m.download_model(civ.url("/d"), tmp_path / "f.safetensors")
         assert not r.success and r.error_type == "HostNotAllowedError"

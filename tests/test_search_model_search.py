@@ -149,7 +149,7 @@ def _closed_port() -> int:
 def test_no_network_gives_network_errors_and_keeps_what_was_found(make_config):
     port = _closed_port()
     config = make_config(civitai_base_url=f"http://127.0.0.1:{port}", hf_endpoint=f"http://127.0.0.1:{port}",
-                         allowed_hosts=["127.0.0.1"])
+                         allowed_hosts=["127.0.0.1:*"])
     with_url = ref("x.safetensors", url=f"http://127.0.0.1:{port}/some/where/x.safetensors")
     refs = [with_url] + [ref(f"model{i}_v1.safetensors") for i in range(6)]
     started = time.monotonic()

@@ -159,7 +159,7 @@ def test_host_matches_custom_entries():
 
 @pytest.mark.parametrize("url", [
     "https://civitai.com/api/download/models/1",
-    "http://huggingface.co/x/resolve/main/y.safetensors",
+    "https://huggingface.co/x/resolve/main/y.safetensors",
     "https://huggingface.co:443/x",
 ])
 def test_check_url_accepts(url):
@@ -172,6 +172,7 @@ def test_check_url_accepts(url):
     "https://civitai.com/a b", "https://civitai.com/x\r\nHost: evil", "https://evil.com/x",
     "https://civitai.com@evil.com/x", "https://evil.com#@civitai.com", "https://evil.com\\@civitai.com/",
     "data:text/plain,hi",
+    "http://huggingface.co/x/resolve/main/y.safetensors",  # a public hub over plain http
 ])
 def test_check_url_rejects(url):
     with pytest.raises(HostNotAllowedError):

@@ -38,6 +38,7 @@ from ..errors import (
     UnsafePathError,
 )
 from ..logs import get_logger
+from ..net.urls import policy_for
 from ..security import check_url, redact_url
 from . import content, partfile
 from .http import (BodyReader, IdleRead, Opened, TruncatedError, content_length, is_transient, open_url,
@@ -136,7 +137,7 @@ class Transfer:
     # -- entry ------------------------------------------------------------------------
     def run(self) -> DownloadResult:
         self._started = time.monotonic()
-        check_url(self.spec.url, self.config.effective_allowed_hosts)
+        check_url(self.spec.url, policy_for(self.config))
         warning = pickle_warning(self.target.name)
         if warning:
             self.reporter.warn(warning)

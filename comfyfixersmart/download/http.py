@@ -1,58 +1,39 @@
-"""HTTP for downloads: one session factory, redirects followed by hand, status -> exception.
+"""HTTP for downloads, on the network layer (``..net``): the streaming open with Range,
+the redirect hints of Hugging Face, the body reader and header helpers.
 
-Redirects are followed here rather than by requests so that every hop is checked against
-the host allow-list and gets its headers rebuilt: the token from ``auth_headers_for`` goes
-only to its own host, and caller-given credentials only to the first URL's origin.
+Sessions come from ``net.session.make_session``, redirects are followed (and every hop
+checked) by ``net.redirects.follow``, statuses are mapped by ``net.status.raise_for_status``.
 """
 
 from __future__ import annotations
 
 import http.client
 import io
-import json
 import re
 import threading
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Dict, List, Mapping, Optional, Tuple
-from urllib.parse import unquote, urljoin, urlsplit
+from typing import List, Mapping, Optional, Tuple
+from urllib.parse import unquote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from requests.utils import get_environ_proxies
 
-from ..errors import (
-    AccessDeniedError,
-    AuthRequiredError,
-    DownloadCancelledError,
-    DownloadError,
-    DownloadStalledError,
-    EarlyAccessError,
-    GatedRepoError,
-    NotFoundError,
-    RateLimitedError,
-    UnsafePathError,
-)
-from ..security import (auth_headers_for, check_url, redact_text, redact_url, same_origin, strip_secret_params,
-                        validate_relative_path)
+from ..errors import DownloadError, DownloadStalledError, UnsafePathError
+from ..net.redirects import MAX_REDIRECTS, follow
+from ..net.retry import is_retryable
+from ..net.session import make_session as _make_session
+from ..net.status import raise_for_status
+from ..security import redact_text, redact_url, strip_secret_params, validate_relative_path
 from .verify import sha256_or_none
 
-MAX_REDIRECTS = 10
-_REDIRECTS = (301, 302, 303, 307, 308)
-_CREDENTIAL_HEADERS = {"authorization", "cookie", "proxy-authorization"}
+__all__ = ["MAX_REDIRECTS", "make_session", "Opened", "open_url", "raise_for_status", "is_transient", "TruncatedError",
+           "BodyReader", "parse_content_range", "content_length", "filename_from_disposition", "filename_from_url",
+           "safe_server_filename"]
 
 
 def make_session(config, pool_size: int = 32) -> requests.Session:
-    """A requests Session for downloads (no env credentials, big connection pool)."""
-    session = requests.Session()
-    # trust_env would add ~/.netrc credentials and env proxies behind our back; proxies are
-    # passed explicitly per request instead (see open_url).
-    session.trust_env = False
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers.update({"User-Agent": config.user_agent, "Accept-Encoding": "identity"})
-    return session
+    """The download session of ``net.session.make_session`` (identity encoding, big pool)."""
+    return _make_session(config, purpose="download", pool_size=pool_size)
 
 
 @dataclass
@@ -91,67 +72,34 @@ def open_url(
     timeout: Optional[float] = None,
     cancel: Optional[threading.Event] = None,
 ) -> Opened:
-    """GET ``url`` streaming, following redirects by hand with per-hop checks.
+    """GET ``url`` streaming through ``net.redirects.follow`` (every hop checked).
 
     Returns the response of the last hop (2xx or 416); raises the mapped exception for
-    other statuses, ``HostNotAllowedError`` for a hop outside the allow-list.
+    other statuses, ``HostNotAllowedError`` for a hop the URL or address policy refuses.
     """
-    allowed = config.effective_allowed_hosts
     timeout = timeout or config.download_timeout
+    hop_headers = {k: v for k, v in (headers or {}).items() if k.lower() not in ("range", "if-range")}
+    if range_start is not None:
+        end = "" if range_end is None else str(range_end)
+        hop_headers["Range"] = f"bytes={range_start}-{end}"
+        if if_range:
+            hop_headers["If-Range"] = if_range
+    opened = Opened(response=None, url=url)  # type: ignore[arg-type]
     # a token pasted into a URL must not travel (the caller's own URL; signed storage URLs keep
-    # their signatures, redirect hops are checked below)
-    first = check_url(strip_secret_params(url, keep_signatures=True), allowed)
-    current = first
-    opened = Opened(response=None, url=current)  # type: ignore[arg-type]
-    for _hop in range(MAX_REDIRECTS + 1):
-        if cancel is not None and cancel.is_set():
-            raise DownloadCancelledError("cancelled", url=redact_url(url))
-        check_url(current, allowed)
-        hop_headers = _hop_headers(first, current, headers, config)
-        if range_start is not None:
-            end = "" if range_end is None else str(range_end)
-            hop_headers["Range"] = f"bytes={range_start}-{end}"
-            if if_range:
-                hop_headers["If-Range"] = if_range
-        resp = session.get(
-            current,
-            headers=hop_headers,
-            stream=True,
-            allow_redirects=False,
-            timeout=(min(timeout, 30), timeout),
-            # the configured proxy (Config.proxy, set in the panel too), else the environment's
-            proxies=({"http": config.proxy, "https": config.proxy} if getattr(config, "proxy", None)
-                     else get_environ_proxies(current)),
-        )
-        _collect_hints(opened, resp)
-        if resp.status_code in _REDIRECTS and resp.headers.get("Location"):
-            location = resp.headers["Location"]
+    # their signatures)
+    followed = follow(session, strip_secret_params(url, keep_signatures=True), config, headers=hop_headers,
+                      stream=True, timeout=(min(timeout, 30), timeout), cancel=cancel,
+                      on_response=lambda resp: _collect_hints(opened, resp))
+    resp = followed.response
+    opened.hops = followed.hops
+    if resp.status_code >= 400 and resp.status_code != 416:
+        try:
+            raise_for_status(resp, url)
+        finally:
             resp.close()
-            opened.hops.append(redact_url(current) or "")
-            current = urljoin(current, location)
-            continue
-        if resp.status_code >= 400 and resp.status_code != 416:
-            try:
-                raise_for_status(resp, url)
-            finally:
-                resp.close()
-        opened.response = resp
-        opened.url = current
-        return opened
-    raise DownloadError(f"more than {MAX_REDIRECTS} redirects", url=redact_url(url))
-
-
-def _hop_headers(first: str, current: str, extra: Optional[Mapping[str, str]], config) -> Dict[str, str]:
-    out: Dict[str, str] = {}
-    for key, value in (extra or {}).items():
-        if key.lower() in _CREDENTIAL_HEADERS and not same_origin(first, current):
-            continue  # caller credentials never follow a redirect to another origin
-        if key.lower() in ("range", "if-range"):
-            continue
-        out[key] = value
-    # auth_headers_for only answers for the Civitai base host / HF endpoint host
-    out.update(auth_headers_for(current, config))
-    return out
+    opened.response = resp
+    opened.url = followed.url
+    return opened
 
 
 def _collect_hints(opened: Opened, resp: requests.Response) -> None:
@@ -166,82 +114,9 @@ def _collect_hints(opened: Opened, resp: requests.Response) -> None:
         opened.hinted_size = int(size)
 
 
-# -- status mapping ----------------------------------------------------------------------
-
-def raise_for_status(resp: requests.Response, url: str) -> None:
-    """Turn an error response into our exception (the one mapping of this layer)."""
-    status = resp.status_code
-    if status < 400:
-        return
-    safe_url = redact_url(url)
-    message = _server_message(resp)
-    text = f"HTTP {status} from {urlsplit(resp.url or url).hostname}" + (f": {message}" if message else "")
-    error_code = resp.headers.get("X-Error-Code", "")
-    if status == 401:
-        if error_code == "GatedRepo":
-            raise GatedRepoError(text, status=status, url=safe_url, backend="download")
-        raise AuthRequiredError(text + " (set CIVITAI_API_TOKEN or HF_TOKEN)", status=status, url=safe_url,
-                                backend="download")
-    if status == 403:
-        if error_code == "GatedRepo":
-            raise GatedRepoError(text, status=status, url=safe_url, backend="download")
-        if "early access" in message.lower() or "deadline" in message.lower():
-            raise EarlyAccessError(text, status=status, url=safe_url, backend="download")
-        raise AccessDeniedError(text, status=status, url=safe_url, backend="download")
-    if status in (404, 410):
-        raise NotFoundError(text, status=status, url=safe_url, backend="download")
-    if status == 429:
-        raise RateLimitedError(text, retry_after=_retry_after(resp), status=status, url=safe_url,
-                               backend="download")
-    raise DownloadError(text, url=safe_url, status=status)
-
-
-def _server_message(resp: requests.Response) -> str:
-    header = resp.headers.get("X-Error-Message")
-    if header:
-        return redact_text(header)[:300]
-    try:
-        body = resp.raw.read(4096, decode_content=True) or b""
-    except Exception:
-        return ""
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return redact_text(text[:200])
-    if isinstance(data, dict):
-        parts = [str(data[k]) for k in ("error", "message", "detail", "deadline") if data.get(k)]
-        if data.get("deadline"):
-            parts.insert(0, "early access")
-        return redact_text("; ".join(parts))[:300]
-    return ""
-
-
-def _retry_after(resp: requests.Response) -> Optional[float]:
-    value = resp.headers.get("Retry-After", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def is_transient(exc: BaseException) -> bool:
-    """Worth retrying (with resume): network drops, timeouts, 5xx, 429."""
-    if isinstance(exc, RateLimitedError):
-        return True
-    if isinstance(exc, DownloadError) and type(exc) is DownloadError and (exc.status or 0) >= 500:
-        return True
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                        TruncatedError, DownloadStalledError)):
-        return True
-    try:
-        from urllib3.exceptions import HTTPError as Urllib3Error
-
-        if isinstance(exc, Urllib3Error):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    return isinstance(exc, (ConnectionError, TimeoutError))
+    """Worth retrying (with resume): the retry policy's classes plus a truncated body."""
+    return isinstance(exc, (TruncatedError, DownloadStalledError)) or is_retryable(exc)
 
 
 class TruncatedError(DownloadError):

@@ -9,13 +9,14 @@ are then listed with sizes and LFS sha256 (``model_info(files_metadata=True)``: 
 per repo).  Gated repos are detected from the repo metadata
 and, for the files we would pick, by a HEAD on ``/resolve/`` (``get_hf_file_metadata``).
 
+huggingface_hub's own HTTP runs inside ``net.hf.hf_scope``: every request and redirect hop
+goes through our session (URL policy, connect-time address check, token rules).
 huggingface_hub's exceptions are mapped to ours in ``map_hf_error`` (through the one mapping
-function ``http.error_for_response``); results are cached by our ``ResponseCache``.
+function ``net.status.error_for_response``); results are cached by our ``ResponseCache``.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from ..datamodel import ModelDetails, ModelReference, SearchResult
 from ..errors import APISearchError, ComfyFixerError, GatedRepoError, NetworkError, NotFoundError, ValidationError
 from ..folders import LEGACY_FOLDERS, canonical_folder, type_for
 from ..logs import get_logger
+from ..net import hf as hf_net
 from ..security import redact_text, redact_url
 from . import names, ranking
 from .cache import MISS, ResponseCache
@@ -45,45 +47,11 @@ MAX_PUBLISHER_PAGES = 10
 MAX_TERMS = 3
 #: repos holding the wanted name in the publishers' trees whose sizes/sha256 are fetched
 MAX_TREE_REPOS = 3
-#: default timeout of huggingface_hub's shared client for calls without their own timeout
-HF_CLIENT_TIMEOUT = 60.0
-
-_setup_lock = threading.Lock()
-_setup_done = False
 
 
 def _hub():
-    """Import huggingface_hub on first use, with telemetry off and a finite default timeout.
-
-    huggingface_hub's shared httpx client has no timeout by default; a hung server would
-    hang a search thread forever.  The factory is only replaced when it is still the
-    library's default (a host application's own factory is left alone).
-    """
-    global _setup_done
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    import huggingface_hub
-    from huggingface_hub import constants
-
-    if not _setup_done:
-        with _setup_lock:
-            if not _setup_done:
-                constants.HF_HUB_DISABLE_TELEMETRY = True  # in case it was imported before the env var
-                try:
-                    import httpx2
-                    from huggingface_hub.utils import _http as hf_http
-
-                    default = getattr(hf_http, "default_client_factory", None)
-                    if default is not None and getattr(hf_http, "_GLOBAL_CLIENT_FACTORY", None) is default:
-                        def factory():
-                            client = default()
-                            client.timeout = httpx2.Timeout(HF_CLIENT_TIMEOUT, connect=10.0)
-                            return client
-
-                        huggingface_hub.set_client_factory(factory)
-                except Exception as exc:  # an unexpected huggingface_hub layout: keep its defaults
-                    log.debug("could not set huggingface_hub client timeout: %s", exc)
-                _setup_done = True
-    return huggingface_hub
+    """huggingface_hub, imported on first use with telemetry off (``net.hf.hub``)."""
+    return hf_net.hub()
 
 
 def map_hf_error(exc: BaseException, *, url: str, help_url: Optional[str] = None) -> ComfyFixerError:
@@ -187,7 +155,8 @@ class HuggingFaceBackend:
         def attempt() -> Any:
             self.api.count_request()
             try:
-                return fn()
+                with hf_net.hf_scope(self.api.session, self.config):
+                    return fn()
             except Exception as exc:
                 raise map_hf_error(exc, url=url, help_url=help_url) from None
 

@@ -20,7 +20,8 @@ from ..datamodel import ModelDetails, ModelReference, SearchResult
 from ..errors import ComfyFixerError, NotFoundError, ValidationError
 from ..folders import canonical_folder, type_for
 from ..logs import get_logger
-from ..security import check_url, host_matches
+from ..net.urls import url_allowed
+from ..security import check_url
 from . import names, ranking
 from .civitai import CivitaiBackend, parse_civitai_url, pick_file
 from .huggingface import HuggingFaceBackend, parse_hf_url
@@ -87,7 +88,7 @@ class WorkflowBackend:
             url_file = unquote(names.basename(urlsplit(url).path)) or wanted
         if url_file != wanted:
             reason += f"; the URL's file is {url_file!r}, saved as {wanted!r}"
-        if not host_matches(_host(download_url), self.config.effective_allowed_hosts):
+        if not url_allowed(download_url, self.config):
             confidence = 0.5
             reason += f"; host {_host(download_url)!r} is not on the allow-list"
             metadata["host_allowed"] = False

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import HostNotAllowedError, UnsafePathError, ValidationError, WorkflowParseError
 from ..folders import canonical_folder, check_folder_key, models_root_of
+from ..net.urls import policy_for
 from ..security import check_url, exact_relative_path, redact_url, safe_join
 from ..pickles import is_pickle_name
 from ..settings import Config
@@ -122,7 +123,7 @@ def check_download_url(url: Any, config: Config, field: str = "url") -> str:
     if not isinstance(url, str):
         raise ValidationError(f"{field} must be a string")
     try:
-        url = check_url(url, config.effective_allowed_hosts)
+        url = check_url(url, policy_for(config))
     except HostNotAllowedError as exc:
         raise HostNotAllowedError(f"{field}: {exc}", url=exc.url) from None
     params = {k.lower() for k, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}

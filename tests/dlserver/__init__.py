@@ -314,7 +314,7 @@ class FileServer:
 
 def loopback_config(make_config, **overrides):
     """A Config for download tests: both loopback names allowed, fast retries, small segments."""
-    base = dict(allowed_hosts=["127.0.0.1", "localhost"], backoff_base=0.01, backoff_max=0.05,
+    base = dict(allowed_hosts=["127.0.0.1:*", "localhost:*"], backoff_base=0.01, backoff_max=0.05,
                 segment_min_size=4 * 1024 * 1024, download_timeout=10)
     base.update(overrides)
     return make_config(**base)

@@ -27,7 +27,7 @@ def config_for_hub(hub: FakeHub, tmp_path, **overrides) -> Config:
     values = dict(
         civitai_base_url=hub.civitai_url,
         hf_endpoint=hub.hf_url,
-        allowed_hosts=["127.0.0.1", "localhost"],
+        allowed_hosts=["127.0.0.1:*", "localhost:*"],
         output_dir=tmp_path / "output",
         log_dir=tmp_path / "logs",
         state_dir=tmp_path / "state",

@@ -1,0 +1,166 @@
+"""The one session factory and the one single-request primitive.
+
+* ``make_session(config, purpose)``: a ``requests.Session`` whose connections go through
+  ``CheckedAdapter``: each new connection resolves its host once, checks the resolved
+  addresses (``addresses.resolve_checked``) and connects to exactly those addresses, with
+  the original name kept for the ``Host`` header and TLS (SNI, certificate check).  No
+  environment credentials (``trust_env=False``: no ``~/.netrc``), no urllib3 retries.
+* ``send(session, method, url, config, ...)``: one request, no redirect followed, after
+  ``check_url`` with the config's policy; the proxy (``Config.proxy``, else the environment's
+  ``HTTPS_PROXY``/``NO_PROXY``...) and CA bundle (``REQUESTS_CA_BUNDLE``) are applied here.  A refusal by the connect-time
+  check surfaces as ``HostNotAllowedError``.
+
+Through a proxy the connection goes to the proxy, which resolves the target itself: the
+URL policy still checks the target name, port and scheme, but its addresses cannot be
+checked (a proxy is a deliberate setting of the machine's owner).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional, Union
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from ..errors import HostNotAllowedError
+from ..security import redact_text
+from . import addresses
+from .urls import check_url, policy_for
+
+Timeout = Union[float, tuple]
+
+
+class _CheckedConnection:
+    """Mixin for urllib3 connections: resolve, check, connect to the checked address."""
+
+    _config: Any = None
+    _scheme = "http"
+
+    def _new_conn(self):  # type: ignore[no-untyped-def]
+        if getattr(self, "proxy", None) is not None:
+            # connecting to the proxy, not the target (see the module docstring)
+            return super()._new_conn()  # type: ignore[misc]
+        host = self._dns_host  # type: ignore[attr-defined]
+        port = self.port  # type: ignore[attr-defined]
+        policy = policy_for(self._config)
+        try:
+            found = addresses.resolve_checked(host.strip("[]"), port, policy, self._scheme)
+            return addresses.connect(found, self.timeout, self.source_address,  # type: ignore[attr-defined]
+                                     self.socket_options)  # type: ignore[attr-defined]
+        except HostNotAllowedError:
+            raise
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(self, f"Connection to {host} timed out") from exc
+        except OSError as exc:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+
+
+def _pool_classes(config) -> dict:
+    conn = type("CheckedHTTPConnection", (_CheckedConnection, HTTPConnection), {"_config": config})
+    sconn = type("CheckedHTTPSConnection", (_CheckedConnection, HTTPSConnection),
+                 {"_config": config, "_scheme": "https"})
+    return {
+        "http": type("CheckedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": conn}),
+        "https": type("CheckedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": sconn}),
+    }
+
+
+class CheckedAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` whose direct connections pass the connect-time address check."""
+
+    def __init__(self, config, **kwargs: Any):
+        self._config = config
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _pool_classes(self._config)
+
+
+def make_session(config, *, purpose: str = "api", pool_size: Optional[int] = None) -> requests.Session:
+    """The session of a client: ``purpose="api"`` (JSON, pool for the search concurrency) or
+    ``"download"`` (identity encoding: bytes go to disk as sent; a big pool)."""
+    session = requests.Session()
+    session.trust_env = False  # proxies/CA bundle are applied per request by send()
+    if purpose == "download":
+        size = pool_size or 32
+        session.headers.update({"User-Agent": config.user_agent, "Accept-Encoding": "identity"})
+    else:
+        size = pool_size or max(10, 2 * config.search_concurrency)
+        session.headers.update({"User-Agent": config.user_agent, "Accept": "application/json"})
+    adapter = CheckedAdapter(config, pool_connections=8, pool_maxsize=size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def proxies_for(url: str, config=None) -> Mapping[str, str]:
+    """The proxies for ``url``: ``Config.proxy`` (also set in the panel), else the
+    environment's (``HTTPS_PROXY``..., ``NO_PROXY`` honoured)."""
+    proxy = getattr(config, "proxy", None)
+    if proxy:
+        return {"http": proxy, "https": proxy}
+    return get_environ_proxies(url)
+
+
+def _verify() -> Union[bool, str]:
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+
+
+def policy_refusal(exc: BaseException) -> Optional[HostNotAllowedError]:
+    """The ``HostNotAllowedError`` raised by the connect-time check inside ``exc`` (urllib3
+    and requests wrap it), or None."""
+    seen = set()
+    todo = [exc]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, HostNotAllowedError):
+            return item
+        todo.extend(a for a in getattr(item, "args", ()) if isinstance(a, BaseException))
+        for attr in ("reason", "__cause__", "__context__"):
+            value = getattr(item, attr, None)
+            if isinstance(value, BaseException):
+                todo.append(value)
+    return None
+
+
+def send(session: requests.Session, method: str, url: str, config, *,
+         headers: Optional[Mapping[str, str]] = None, data: Any = None, stream: bool = True,
+         timeout: Optional[Timeout] = None) -> requests.Response:
+    """One request to ``url`` after the URL policy check; redirects are not followed (see
+    ``redirects.follow``).  Raises ``HostNotAllowedError`` or requests' exceptions."""
+    url = check_url(url, policy_for(config))
+    try:
+        return session.request(method, url, headers=dict(headers or {}), data=data, stream=stream,
+                               allow_redirects=False, timeout=timeout, proxies=proxies_for(url, config),
+                               verify=_verify())
+    except requests.RequestException as exc:
+        refusal = policy_refusal(exc)
+        if refusal is not None:
+            raise refusal from None
+        raise
+
+
+def connect_failed(exc: requests.ConnectionError) -> bool:
+    """True when no connection could be made (DNS failure, refused, no route), as opposed to
+    one that broke mid-answer.  urllib3's NameResolutionError is a NewConnectionError."""
+    reason = getattr(exc.args[0], "reason", exc.args[0]) if exc.args else None
+    return isinstance(reason, NewConnectionError)
+
+
+def short_reason(exc: BaseException) -> str:
+    """Short, token-free reason of a requests exception."""
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
+                   "timed out", "Connection reset", "Remote end closed", "No route to host"):
+        if marker in text:
+            return marker.lower()
+    return redact_text(text)[:200]
