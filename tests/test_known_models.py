@@ -307,7 +307,7 @@ def test_index_hit_removed_from_the_hub_is_demoted(fake_hub, tmp_path):
 def test_offline_index_hit_is_kept_but_not_auto_downloaded(tmp_path, make_config):
     path = hub_index(tmp_path, [entry("stabilityai/sdxl-turbo", "sd_xl_turbo_1.0_fp16.safetensors", "checkpoints")])
     config = make_config(known_models_file=path, hf_endpoint="http://127.0.0.1:9", civitai_base_url="http://127.0.0.1:9",
-                         allowed_hosts=["127.0.0.1"])
+                         allowed_hosts=["127.0.0.1:*"])
     with ModelSearch(config, backends=["index"]) as search:
         (alone,) = search.resolve(ref("sd_xl_turbo_1.0_fp16.safetensors"))
         assert "not checked (offline)" in alone.reason and alone.confidence <= 0.85

@@ -14,8 +14,8 @@
 
 Rules (``UrlPolicy``) match host **and** port:
 
-* a configured endpoint (``civitai_base_url``, ``hf_endpoint``) allows its own scheme, host
-  and port only;
+* a configured endpoint (``civitai_base_url``, ``hf_endpoint``, ``index_refresh_url``) allows
+  its own scheme, host and port only;
 * an ``allowed_hosts`` entry ``host`` allows that host on the scheme's default port (443,
   or 80 for plain http), ``.example.com`` its sub-domains too, ``host:8080`` that port,
   ``host:*`` any port, ``http://host:port`` that exact origin;
@@ -286,9 +286,14 @@ class UrlPolicy:
         return False
 
 
+#: the Config fields that name endpoints (each allows its own scheme, host and port)
+ENDPOINT_SETTINGS = ("civitai_base_url", "hf_endpoint", "index_refresh_url")
+
+
 def policy_for(config) -> UrlPolicy:
     """The policy of a ``Config``: its endpoints and ``allowed_hosts``."""
-    return UrlPolicy.from_entries(config.allowed_hosts, (config.civitai_base_url, config.hf_endpoint))
+    endpoints = [getattr(config, name) for name in ENDPOINT_SETTINGS if getattr(config, name, None)]
+    return UrlPolicy.from_entries(config.allowed_hosts, endpoints)
 
 
 def check_url(url: str, policy: Optional[UrlPolicy] = None) -> str:

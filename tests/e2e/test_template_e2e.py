@@ -100,7 +100,7 @@ def test_official_template_without_metadata_is_fixed_from_the_index(frontend, wo
         "COMFYFIXER_CIVITAI_BASE_URL": hub.civitai_url,
         "HF_ENDPOINT": hub.hf_url,
         "HF_HUB_DISABLE_XET": "1",
-        "COMFYFIXER_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "COMFYFIXER_ALLOWED_HOSTS": "127.0.0.1:*,localhost:*",
         "COMFYFIXER_STATE_DIR": str(tmp_path / "state"),
         "COMFYFIXER_CACHE_DIR": str(tmp_path / "cache"),
         "COMFYFIXER_KNOWN_MODELS_FILE": str(index_file),
