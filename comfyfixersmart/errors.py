@@ -284,3 +284,11 @@ class ResolveCancelledError(ComfyFixerError):
 
 
 __all__ += ["ResolveCancelledError"]
+
+
+class ForeignHostError(ValidationError):
+    """A request to a server listening on loopback names a foreign ``Host`` (HTTP 403): a page
+    of another site reaching it through DNS rebinding."""
+
+
+__all__ += ["ForeignHostError"]

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, HostNotAllowedError
+from .net.urls import parse_rule
 from .security import register_secret
 
 DEFAULT_MODEL_EXTENSIONS = [
@@ -239,6 +240,11 @@ class Config:
             setattr(self, name, _as_bool(name, getattr(self, name)))
         self.model_extensions = [_ext(e) for e in _as_list("model_extensions", self.model_extensions)]
         self.allowed_hosts = [h.strip().lower() for h in _as_list("allowed_hosts", self.allowed_hosts) if h.strip()]
+        for entry in self.allowed_hosts:
+            try:
+                parse_rule(entry)
+            except HostNotAllowedError as exc:
+                raise ConfigurationError("allowed_hosts", str(exc)) from None
         if not isinstance(self.model_type_mapping, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in self.model_type_mapping.items()
         ):

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from ..logs import get_logger
 from ..settings import Config
@@ -51,6 +51,17 @@ def comfyui_config(folder_paths: ModuleType, base: Optional[Config] = None) -> C
         except Exception as exc:  # an odd ComfyUI build: keep the default
             log.warning("ComfyUI system user folder unavailable (%s); using %s", exc, config.state_dir)
     return config.replace(**changes) if changes else config
+
+
+def listen_addresses(instance: Any = None) -> List[str]:
+    """The addresses ComfyUI listens on: ``--listen`` (``comfy.cli_args``, a comma-separated
+    list), else the address the PromptServer started on, else ComfyUI's default 127.0.0.1."""
+    args = getattr(sys.modules.get("comfy.cli_args"), "args", None)
+    listen = getattr(args, "listen", None)
+    if isinstance(listen, str) and listen.strip():
+        return [a.strip() for a in listen.split(",") if a.strip()]
+    address = getattr(instance, "address", None)
+    return [str(address)] if address else ["127.0.0.1"]
 
 
 def _resume_on_startup(instance: Any, routes: Any) -> None:
@@ -112,6 +123,7 @@ def register(server_module: Optional[ModuleType] = None, folder_paths: Optional[
         canonical=folders.canonical,
         comfyui=True,
         protected=folders.protected_roots,
+        listen=lambda: listen_addresses(instance),
     )
     routes.node_map = node_map
     routes.add_routes(instance.routes)

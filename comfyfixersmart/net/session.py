@@ -93,6 +93,9 @@ def make_session(config, *, purpose: str = "api", pool_size: Optional[int] = Non
     else:
         size = pool_size or max(10, 2 * config.search_concurrency)
         session.headers.update({"User-Agent": config.user_agent, "Accept": "application/json"})
+    proxy = getattr(config, "proxy", None)
+    if proxy:  # also passed per request by send(); kept here for callers using the session directly
+        session.proxies.update({"http": proxy, "https": proxy})
     adapter = CheckedAdapter(config, pool_connections=8, pool_maxsize=size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

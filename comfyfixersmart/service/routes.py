@@ -25,6 +25,7 @@ from ..errors import (
     ComfyFixerError,
     DownloadError,
     FileExistsConflictError,
+    ForeignHostError,
     HostNotAllowedError,
     JobConflictError,
     JobNotFoundError,
@@ -43,6 +44,7 @@ from ..search.pasted import resolve_download_items
 from ..security import redact_text, redact_url
 from ..settings import Config, get_config
 from ..write_policy import model_folder_table, protected_roots
+from .hostcheck import Listen, check_host_header
 from .jobs import Emit, JobManager, JobStore, PlanOutcome
 from .tokens import SETTING_NAMES, TokenStore
 from .validation import (
@@ -102,6 +104,7 @@ def status_for(exc: BaseException) -> int:
     table = (
         (RequestTooLargeError, 413),
         (UnsupportedMediaTypeError, 415),
+        (ForeignHostError, 403),
         (JobNotFoundError, 404),
         ((JobConflictError, FileExistsConflictError, ResolveCancelledError), 409),
         ((ValidationError, WorkflowParseError, HostNotAllowedError), 400),
@@ -151,6 +154,43 @@ def _guarded(handler: Callable[..., Awaitable[web.StreamResponse]]):
     return wrapper
 
 
+class _HostChecked:
+    """A ``RouteTableDef`` view whose every handler first passes ``check_host_header``: no
+    route, present or future, can be registered without the DNS-rebinding guard."""
+
+    def __init__(self, routes: web.RouteTableDef, fixer: "FixerRoutes"):
+        self._routes = routes
+        self._fixer = fixer
+
+    def _wrap(self, method: str, path: str):
+        register = getattr(self._routes, method)(path)
+
+        def decorator(handler):
+            @functools.wraps(handler)
+            async def checked(request: web.Request) -> web.StreamResponse:
+                try:
+                    check_host_header(request.headers.get("Host"), self._fixer.listen)
+                except ForeignHostError as exc:
+                    return error_response(exc)
+                return await handler(request)
+
+            return register(checked)
+
+        return decorator
+
+    def get(self, path: str):
+        return self._wrap("get", path)
+
+    def post(self, path: str):
+        return self._wrap("post", path)
+
+    def delete(self, path: str):
+        return self._wrap("delete", path)
+
+    def put(self, path: str):
+        return self._wrap("put", path)
+
+
 # -- the routes -------------------------------------------------------------------------------
 
 class FixerRoutes:
@@ -158,6 +198,8 @@ class FixerRoutes:
 
     ``core_factory(config, folders)`` builds the library core for a request, ``folders()``
     gives ComfyUI's folder table, ``emit(event, data)`` pushes websocket events (thread-safe).
+    ``listen`` names the server's listen addresses: when all are loopback, every route
+    refuses (403) a request whose ``Host`` is not a loopback name (DNS rebinding).
     """
 
     def __init__(
@@ -174,6 +216,7 @@ class FixerRoutes:
         downloader_factory: Optional[Callable[[Config], Any]] = None,
         comfyui: bool = False,
         protected: Optional[Callable[[], Sequence[str]]] = None,
+        listen: Listen = None,
     ):
         self._base_config = config
         self.core_factory: CoreFactory = core_factory or default_core_factory
@@ -187,6 +230,9 @@ class FixerRoutes:
         self._downloader_factory = downloader_factory
         #: () -> folders never written to (ComfyUI's output/input/temp/custom_nodes)
         self._protected = protected
+        #: the addresses the server listens on (or a function giving them): on loopback only,
+        #: a request whose Host is not a loopback name is refused (``hostcheck``)
+        self.listen = listen
         # built on first use: registering inside ComfyUI starts no thread and opens no file
         self._lazy_lock = threading.Lock()
 
@@ -240,6 +286,7 @@ class FixerRoutes:
     def add_routes(self, routes: web.RouteTableDef) -> None:
         """Register every route under ``/comfyfixer/`` (ComfyUI mirrors them under ``/api``)."""
         p = PREFIX
+        routes = _HostChecked(routes, self)
         routes.get(f"{p}/health")(self.health)
         routes.get(f"{p}/folders")(self.get_folders)
         routes.post(f"{p}/scan")(self.scan)
