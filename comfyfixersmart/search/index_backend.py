@@ -28,7 +28,7 @@ from ..datamodel import ModelDetails, ModelReference, SearchResult
 from ..errors import APISearchError, GatedRepoError, NetworkError, NotFoundError, ValidationError
 from ..folders import canonical_folder, type_for
 from ..logs import get_logger
-from ..security import host_matches
+from ..net.urls import url_allowed
 from . import names, ranking
 from .civitai import CivitaiBackend, parse_civitai_url
 from .huggingface import HuggingFaceBackend
@@ -165,7 +165,7 @@ class IndexBackend:
             hash_sha256=model.sha256, metadata={**meta, "reason": words}, confidence=confidence,
             directory=folder or model.directory, save_as=reference.filename if reference else model.basename,
         )
-        if not host_matches(_host(download_url), self.config.effective_allowed_hosts):
+        if not url_allowed(download_url, self.config):
             result.confidence = min(result.confidence, 0.5)
             meta_reason = f"{words}; host {_host(download_url)!r} is not on the allow-list"
             result.metadata.update(reason=meta_reason, host_allowed=False, index_checked="not-allowed")
