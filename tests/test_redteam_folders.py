@@ -337,7 +337,7 @@ def test_cli_fix_refuses_a_pickle_until_allowed(fake_hub, tmp_path, monkeypatch,
     config = config_for_hub(fake_hub, tmp_path)
     for name in ("civitai_base_url", "hf_endpoint", "state_dir", "cache_dir", "log_dir"):
         monkeypatch.setenv(f"COMFYFIXER_{name.upper()}", str(getattr(config, name)))
-    monkeypatch.setenv("COMFYFIXER_ALLOWED_HOSTS", "127.0.0.1,localhost")
+    monkeypatch.setenv("COMFYFIXER_ALLOWED_HOSTS", "127.0.0.1:*,localhost:*")
     monkeypatch.setenv("COLUMNS", "200")
     wf = tmp_path / "wf.json"
     wf.write_text(_json.dumps({"last_node_id": 1, "links": [], "version": 0.4, "nodes": [

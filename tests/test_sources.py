@@ -150,7 +150,7 @@ def test_annotate_cli_covers_present_files(hub, tmp_path, root, monkeypatch, cap
     config = config_for_hub(hub, tmp_path, comfyui_root=root)
     for name in ("civitai_base_url", "hf_endpoint", "state_dir", "cache_dir", "log_dir"):
         monkeypatch.setenv(f"COMFYFIXER_{name.upper()}", str(getattr(config, name)))
-    monkeypatch.setenv("COMFYFIXER_ALLOWED_HOSTS", "127.0.0.1,localhost")
+    monkeypatch.setenv("COMFYFIXER_ALLOWED_HOSTS", "127.0.0.1:*,localhost:*")
     src = tmp_path / "wf.json"
     src.write_text(json.dumps(workflow()))
     out_path = tmp_path / "out.json"
