@@ -153,8 +153,10 @@ def test_recomputed_only_when_the_node_set_changes(comfy):
 
 
 def test_no_nodes_module_means_no_map(comfy, monkeypatch):
+    assert "CFSSamLoader" in LiveNodeMap(comfy.fp).node_types()
     monkeypatch.delitem(sys.modules, "nodes")
     assert LiveNodeMap(comfy.fp).table() is None
+    assert LiveNodeMap(comfy.fp).node_types() is None
 
 
 def test_live_widget_positions():

@@ -58,6 +58,7 @@ def test_scan_route_finds_every_model_in_its_folder(server, form):
     status = {f"{x['directory']}/{x['filename']}": x["status"] for x in refs}
     assert {k for k, v in status.items() if v == "present"} == set(PRESENT)
     assert {x["source"] for x in refs} == {"custom"}
+    assert r.json()["missing_packs"] == []  # the pack is installed in this ComfyUI
     # the map came from the running ComfyUI (its per-file cache), not from reading the folder
     cache = server.base_directory / "cfs-cache"
     assert (cache / "nodedefs-live.json").is_file() and not (cache / "nodedefs.json").exists()
