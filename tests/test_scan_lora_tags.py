@@ -135,3 +135,27 @@ def test_a_file_downloaded_for_a_tag_keeps_its_real_extension(make_config, tmp_p
     [spec] = specs
     assert spec["filename"] == saved
     assert spec["save_path"] == str(root / "models" / "loras" / saved)
+
+
+async def test_the_scan_route_lists_ignored_tags_as_informational(aiohttp_client, make_config, tmp_path):
+    from aiohttp import web
+
+    from comfyfixersmart.service.routes import FixerRoutes
+
+    root = tmp_path / "ComfyUI"
+    (root / "models" / "loras").mkdir(parents=True)
+    fixer = FixerRoutes(folders=lambda: {"loras": [str(root / "models" / "loras")]}, config=make_config())
+    table = web.RouteTableDef()
+    fixer.add_routes(table)
+    app = web.Application()
+    app.add_routes(table)
+    client = await aiohttp_client(app)
+    try:
+        wf = {"nodes": [node(1, "CLIPTextEncode", ["<lora:words_only:1>"]),
+                        node(2, "LoraTagLoader", ["<lora:applied:1>"])], "links": []}
+        body = await (await client.post("/comfyfixer/scan", json={"workflow": wf})).json()
+        assert [r["key"] for r in body["references"]] == ["loras/applied"]
+        assert [r["key"] for r in body["informational"]] == ["loras/words_only"]
+        assert body["summary"]["total"] == 1
+    finally:
+        fixer.close()

@@ -145,6 +145,7 @@ async def test_the_scan_route_returns_missing_packs(aiohttp_client, make_config,
         body = await resp.json()
         assert [p["url"] for p in body["missing_packs"]] == expected
         assert all(set(p) == {"node_types", "title", "url"} for p in body["missing_packs"])
+        assert body["informational"] == []
     finally:
         fixer.close()
 

@@ -496,6 +496,9 @@ class FixerRoutes:
             "summary": summarize(analysis.references),
             "warnings": warnings,
             "missing_packs": [p.to_dict() for p in self._missing_packs(analysis)],
+            # <lora:> tags on nodes that do not apply them: shown, never needed
+            "informational": [reference_to_json(r) for wf in analysis.workflows
+                              for r in wf.informational_references],
         }
         if resolve:
             threshold = self._threshold(config, min_confidence)
