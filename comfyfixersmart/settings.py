@@ -115,6 +115,9 @@ class Config:
     # scanning
     #: largest workflow file (JSON, PNG, WebP) read from disk; bigger ones are refused
     max_workflow_bytes: int = 64 * 1024 * 1024
+    #: outside ComfyUI, read ``comfyui_root``'s node sources (nodes.py, comfy_extras, custom_nodes)
+    #: for the loader map; false: the bundled loader tables only
+    read_node_sources: bool = True
 
     # search
     search_concurrency: int = 8
@@ -236,7 +239,7 @@ class Config:
         if self.proxy is not None:
             self.proxy = _as_http_url("proxy", self.proxy) if str(self.proxy).strip() else None
         for name in ("verify_downloads", "cache_enabled", "allow_pickle", "auto_resume", "embed_after_download",
-                     "index_refresh"):
+                     "index_refresh", "read_node_sources"):
             setattr(self, name, _as_bool(name, getattr(self, name)))
         self.model_extensions = [_ext(e) for e in _as_list("model_extensions", self.model_extensions)]
         self.allowed_hosts = [h.strip().lower() for h in _as_list("allowed_hosts", self.allowed_hosts) if h.strip()]

@@ -288,6 +288,15 @@ def test_scanner_with_root_finds_every_model_in_its_folder(comfy_root, tmp_path,
     assert _references(plain) != EXPECTED
 
 
+def test_reading_node_sources_can_be_turned_off(comfy_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("COMFYFIXER_READ_NODE_SOURCES", "false")
+    config = Config.load(comfyui_root=comfy_root, cache_dir=tmp_path / "cache")
+    assert config.read_node_sources is False
+    data = WorkflowScanner(config).scan_workflow(WORKFLOWS / "workflow_api.json")
+    assert _references(data) != EXPECTED
+    assert not (tmp_path / "cache" / CACHE_NAME).exists()
+
+
 @pytest.mark.parametrize("form", ["ui", "api"])
 def test_cli_scan_with_comfyui_root(comfy_root, tmp_path, monkeypatch, capsys, form):
     monkeypatch.setenv("COMFYFIXER_CACHE_DIR", str(tmp_path / "cache"))

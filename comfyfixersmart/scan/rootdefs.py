@@ -169,9 +169,10 @@ def read_root(root: os.PathLike | str, cache_dir: Optional[os.PathLike | str] = 
 
 
 def root_table(config: Any) -> Optional[LoaderTable]:
-    """The derived loader table of ``config.comfyui_root`` (None without a root or on failure)."""
+    """The derived loader table of ``config.comfyui_root`` (None without a root, when
+    ``config.read_node_sources`` is off, or on failure)."""
     root = getattr(config, "comfyui_root", None)
-    if root is None:
+    if root is None or not getattr(config, "read_node_sources", True):
         return None
     cache_dir = config.cache_dir if getattr(config, "cache_enabled", True) else None
     try:

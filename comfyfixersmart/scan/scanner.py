@@ -64,7 +64,7 @@ class WorkflowScanner:
         if not self._installed_read:
             self._installed_read = True
             root = getattr(self.config, "comfyui_root", None)
-            if root is not None and self._node_table is None:
+            if root is not None and self._node_table is None and getattr(self.config, "read_node_sources", True):
                 try:
                     defs = read_root(root, self.config.cache_dir if self.config.cache_enabled else None)
                     installed = set(defs.core.node_types) | set(defs.core.nodes)
