@@ -41,6 +41,18 @@ class Events:
             return [(t, d) for t, e, d in self.items if e == event]
 
 
+class ManualClock:
+    """A clock that moves only when the test says so (thread-safe enough: one float)."""
+
+    def __init__(self, now=100.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
 
 @pytest.fixture
 def models(tmp_path):
@@ -402,12 +414,25 @@ def test_a_big_job_costs_linear_events_and_store_writes(server, models, config, 
     writes = {}
     _count_calls(store.state, "update_item", writes)
     _count_calls(store.state, "update_job", writes)
-    jobs = manager_factory(store=store, max_workers=4)
-    started = time.monotonic()
-    job = jobs.submit_download([spec(server, models, config, f"/m{i}.safetensors", f"m{i}.safetensors")
-                                for i in range(n)])
-    assert jobs.wait_idle(60)
-    runtime = time.monotonic() - started
+    # the manager's clock moves one snapshot interval per tick of this thread: the bound on
+    # snapshots below counts ticks, not wall-clock seconds a busy machine can stretch
+    clock, ticks, stop = ManualClock(), [], threading.Event()
+
+    def ticking():
+        while not stop.wait(0.05):
+            clock.advance(0.5)
+            ticks.append(clock())
+
+    ticker = threading.Thread(target=ticking, daemon=True)
+    jobs = manager_factory(store=store, max_workers=4, clock=clock, snapshot_interval=0.5)
+    ticker.start()
+    try:
+        job = jobs.submit_download([spec(server, models, config, f"/m{i}.safetensors", f"m{i}.safetensors")
+                                    for i in range(n)])
+        assert jobs.wait_idle(120)
+    finally:
+        stop.set()
+        ticker.join(10)
 
     def snapshots():
         return [d for _, d in jobs.events.of("comfyfixer.job") if d["id"] == job["id"]]
@@ -415,8 +440,11 @@ def test_a_big_job_costs_linear_events_and_store_writes(server, models, config, 
     wait_for(lambda: snapshots()[-1]["state"] == "failed")
     final = jobs.get(job["id"])
     assert final["summary"] == {"total": n, "done": n - n // 4, "failed": n // 4, "cancelled": 0}
-    # job events: created, running, final + the coalesced ones (2/s, +1 for a partial interval)
-    assert len(snapshots()) <= 3 + 2 * runtime + 1, (len(snapshots()), runtime)
+    # job events: created, running, final + the coalesced ones: at most one per interval of
+    # the manager's clock (one per tick), +1 for the interval the job started in
+    states = [s["state"] for s in snapshots()]
+    assert states[0] == "queued" and states.count("running") == len(states) - 2, states
+    assert len(snapshots()) <= 3 + len(ticks) + 1, (len(snapshots()), len(ticks))
     assert snapshots()[-1] == final  # the last word is the whole final job
     # store: the item rows at creation, "connecting" and the final state; the job row a few times
     assert writes["update_item"] <= 3 * n, writes
@@ -457,36 +485,50 @@ def test_summary_changes_reach_the_page_while_the_job_runs(server, models, confi
 
 
 def test_coalescer_flushes_a_burst_once_and_keeps_the_interval():
+    """Timing by the Coalescer's own clock (a manual one), so a busy machine cannot bend it:
+    a real-time thread only makes the flushes late, never early."""
     from comfyfixersmart.service.jobs import Coalescer
 
     flushed = []
     lock = threading.Lock()
+    clock = ManualClock()
 
     def flush(key):
         with lock:
-            flushed.append((time.monotonic(), key))
+            flushed.append((clock(), key))
 
-    c = Coalescer(0.2, flush, "test-coalescer")
+    def settled(seconds=0.3):
+        """Give the flush thread time to act on the current clock (it never acts early)."""
+        time.sleep(seconds)
+        with lock:
+            return list(flushed)
+
+    c = Coalescer(0.25, flush, "test-coalescer", clock=clock)
     try:
-        t0 = time.monotonic()
-        c.mark("a")  # quiet before: at once
+        t0 = clock()
+        c.mark("a")  # quiet before: at once, the clock does not have to move
         wait_for(lambda: len(flushed) == 1)
-        assert flushed[0][0] - t0 < 0.15
-        for _ in range(100):  # a burst: one more flush, an interval after the first
+        assert flushed[0] == (t0, "a")
+        for _ in range(100):  # a burst: b at once, a one more flush an interval after its first
             c.mark("a")
             c.mark("b")
-        wait_for(lambda: {k for _, k in flushed} == {"a", "b"} and len(flushed) == 3)
-        time.sleep(0.3)
-        times_a = [t for t, k in flushed if k == "a"]
-        assert len(times_a) == 2 and times_a[1] - times_a[0] >= 0.19
-        assert len(flushed) == 3
+        wait_for(lambda: len(flushed) == 2)
+        assert flushed[1] == (t0, "b")
+        clock.advance(0.125)  # not yet an interval since a's flush (binary fractions: exact sums)
+        assert len(settled()) == 2
+        clock.advance(0.125)
+        wait_for(lambda: len(flushed) == 3)
+        assert flushed[2] == (t0 + 0.25, "a")
+        assert len(settled()) == 3  # the burst cost one flush per key
         c.discard("b")  # b was just sent another way: its next mark waits an interval
-        t1 = time.monotonic()
+        t1 = clock()
         c.mark("b")
+        assert len(settled()) == 3
+        clock.advance(0.25)
         wait_for(lambda: len(flushed) == 4)
-        assert flushed[-1][0] - t1 >= 0.15
+        assert flushed[3] == (t1 + 0.25, "b")
     finally:
         c.close()
     c.mark("a")  # closed: ignored
-    time.sleep(0.25)
-    assert len(flushed) == 4
+    clock.advance(10)
+    assert len(settled()) == 4

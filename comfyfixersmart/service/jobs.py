@@ -274,7 +274,8 @@ class JobManager:
         self._last_progress: Dict[Tuple[str, str], float] = {}
         # job-level fields as last stored: a change of them is what makes an update job-level
         self._stored_head: Dict[str, Tuple[Any, ...]] = {}
-        self._snapshots = Coalescer(snapshot_interval, self._flush_snapshot, "comfyfixer-events")
+        # the same clock paces rows and snapshots (tests drive both with a manual one)
+        self._snapshots = Coalescer(snapshot_interval, self._flush_snapshot, "comfyfixer-events", clock=clock)
         #: None: the pool follows ``download_concurrency`` (the panel may change it)
         self._fixed_workers = max_workers
         workers = max_workers or self._config().download_concurrency
