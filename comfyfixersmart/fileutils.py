@@ -11,6 +11,26 @@ from typing import Any, Optional, Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+#: Windows' classic MAX_PATH minus the terminating NUL
+WINDOWS_MAX_PATH = 259
+
+
+def long_path(path: PathLike, *, windows: Optional[bool] = None) -> str:
+    """``path`` as a string the OS accepts for writing: on Windows an absolute path longer
+    than MAX_PATH gets the ``\\\\?\\`` (or ``\\\\?\\UNC\\``) prefix."""
+    text = os.fspath(path)
+    if not (os.name == "nt" if windows is None else windows):
+        return text
+    if len(text) <= WINDOWS_MAX_PATH or text.startswith("\\\\?\\"):
+        return text
+    text = text.replace("/", "\\")
+    if text.startswith("\\\\"):
+        return "\\\\?\\UNC\\" + text[2:]
+    if len(text) >= 3 and text[1] == ":" and text[2] == "\\":
+        return "\\\\?\\" + text
+    return text  # relative: the caller resolves it first
+
+
 def ensure_directory(path: PathLike) -> Path:
     """Create ``path`` (and parents) if needed; return it as a Path."""
     p = Path(path).expanduser()
@@ -32,14 +52,14 @@ def atomic_write_bytes(path: PathLike, data: bytes, *, mode: Optional[int] = Non
             mode = target.stat().st_mode & 0o7777
         except OSError:
             mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=long_path(target.parent))
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        os.replace(tmp, long_path(target))
     except BaseException:
         try:
             os.unlink(tmp)

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Dict, Optional, Union
 
 from ..errors import DownloadError, UnsafePathError
+from ..fileutils import long_path
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: Windows' classic MAX_PATH minus the terminating NUL
-WINDOWS_MAX_PATH = 259
 _FILE_ATTRIBUTE_REPARSE_POINT = 0x400
 
 _fd_locks: Dict[int, threading.Lock] = {}
@@ -94,22 +93,6 @@ def pread(fd: int, length: int, offset: int) -> bytes:
 
 
 # -- paths ------------------------------------------------------------------------------------
-
-def long_path(path: PathLike, *, windows: Optional[bool] = None) -> str:
-    """``path`` as a string the OS accepts for writing: on Windows an absolute path longer
-    than MAX_PATH gets the ``\\\\?\\`` (or ``\\\\?\\UNC\\``) prefix."""
-    text = os.fspath(path)
-    if not (os.name == "nt" if windows is None else windows):
-        return text
-    if len(text) <= WINDOWS_MAX_PATH or text.startswith("\\\\?\\"):
-        return text
-    text = text.replace("/", "\\")
-    if text.startswith("\\\\"):
-        return "\\\\?\\UNC\\" + text[2:]
-    if len(text) >= 3 and text[1] == ":" and text[2] == "\\":
-        return "\\\\?\\" + text
-    return text  # relative: the caller resolves it first
-
 
 def is_link(path: PathLike) -> bool:
     """A symbolic link, or (Windows) a junction / any reparse point."""

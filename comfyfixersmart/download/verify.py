@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import DownloadCancelledError, ValidationError
+from ..fileutils import long_path
 
 HASH_CHUNK = 1 << 20
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -60,7 +61,7 @@ def _hash_prefix(digest, path: Path, length: Optional[int], cancel: Optional[thr
     remaining = length
     buf = bytearray(HASH_CHUNK)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
+    with open(long_path(path), "rb", buffering=0) as fh:
         while remaining is None or remaining > 0:
             if cancel is not None and cancel.is_set():
                 raise DownloadCancelledError("cancelled while hashing", path=path)
@@ -232,7 +233,7 @@ class PrefixHasher:
     def _run(self) -> None:
         view = memoryview(bytearray(HASH_CHUNK))
         try:
-            with open(self._path, "rb", buffering=0) as fh:  # its own handle: reads in order
+            with open(long_path(self._path), "rb", buffering=0) as fh:  # its own handle: reads in order
                 while True:
                     with self._cond:
                         while not self._stop and self._ready <= self._hashed and self._final is None:
