@@ -520,9 +520,16 @@ class Transfer:
         if prefix is not None:
             prefix.extend(contiguous_prefix(info.segments))
 
-        def on_head(head: bytes) -> None:
+        head = bytearray()
+        decided = [False]
+
+        def on_head(pos: int, data: bytes) -> None:
             # fail fast: the first bytes of the file, as the segment at 0 receives them
-            content.check_head(self.target.name, head, total=info.total, ended=True)
+            if decided[0] or pos != len(head):
+                return
+            head.extend(data[:content.HEAD_BYTES - len(head)])
+            decided[0] = content.check_head(self.target.name, bytes(head), total=info.total,
+                                            ended=len(head) >= (info.total or 0))
 
         def checkpoint(segments) -> None:
             # the sidecar may only claim bytes that are really in the file

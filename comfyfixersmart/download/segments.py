@@ -19,6 +19,7 @@ from ..errors import DownloadCancelledError, DownloadError, DownloadStalledError
 from ..logs import get_logger
 from ..security import redact_url
 from .http import BodyReader, IdleRead, Opened, TruncatedError, is_transient, open_url, parse_content_range
+from .content import HEAD_BYTES
 from .fileio import pwrite_all
 from .partfile import PartInfo, Segment
 
@@ -68,8 +69,9 @@ class SegmentJob:
     backoff_max: float
     #: seconds without a byte before a connection counts as stalled (then resumed)
     stall_timeout: float = 30.0
-    #: called with the file's first bytes when they arrive (may raise: a bad head stops all)
-    on_head: Optional[Callable[[bytes], None]] = None
+    #: called with (offset, bytes) for what arrives in the file's first HEAD_BYTES (may
+    #: raise: a file that is not a model stops every segment)
+    on_head: Optional[Callable[[int, bytes], None]] = None
 
 
 def run_segments(job: SegmentJob, first: Optional[Opened] = None) -> None:
@@ -176,8 +178,8 @@ def _fill(job: SegmentJob, seg: Segment, opened: Optional[Opened], lock: threadi
                 if not got:
                     raise TruncatedError("connection closed early", url=redact_url(job.url))
                 last_byte = time.monotonic()
-                if pos == 0 and job.on_head is not None:
-                    job.on_head(bytes(view[:got]))
+                if pos < HEAD_BYTES and job.on_head is not None:
+                    job.on_head(pos, bytes(view[:got]))
                 pwrite_all(job.fd, view[:got], pos)
                 with lock:
                     seg.done += got
