@@ -190,8 +190,9 @@ def test_sidecar_for_another_url_is_not_trusted(server, manager, dest):
 
 def test_segmented_download_uses_parallel_ranges(server, make_config, dest):
     data = payload(16 * MB + 3)
-    # each connection capped at 16 MB/s: one stream would need ~1 s
-    server.add("/big.safetensors", data, rate=16 * MB)
+    # each connection capped at 4 MB/s: each segment takes ~1 s, so they overlap even when
+    # the workers start late on a loaded machine
+    server.add("/big.safetensors", data, rate=4 * MB)
     cfg = loopback_config(make_config, download_segments=4, segment_min_size=4 * MB)
     target = dest / "big.safetensors"
     started = time.monotonic()
