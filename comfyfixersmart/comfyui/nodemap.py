@@ -51,8 +51,10 @@ class LiveNodeMap:
     """
 
     def __init__(self, folder_paths: ModuleType, nodes_module: Optional[ModuleType] = None,
-                 cache_dir: Optional[Path] = None, *, confirm: bool = True):
+                 cache_dir: Optional[Path] = None, *, confirm: bool = True,
+                 probe_budget: float = PROBE_BUDGET):
         self._fp = folder_paths
+        self._probe_budget = probe_budget
         self._nodes = nodes_module
         self._cache_path = Path(cache_dir) / LIVE_CACHE_NAME if cache_dir is not None else None
         self._confirm = confirm
@@ -116,8 +118,10 @@ class LiveNodeMap:
         core: Set[str] = set()
         canonical = self._canonical
         listings = _Listings(self)
-        # probing classes the reader found nothing in is the costly part: bounded
-        probe_deadline = time.perf_counter() + PROBE_BUDGET
+        # probing classes the reader found nothing in is the costly part: bounded.  Only the
+        # probes' own time counts, so a slow start (reading sources on a busy machine) does
+        # not silently skip every probe.
+        probe_left = self._probe_budget
         for node_type, cls in mapping.items():
             if not isinstance(node_type, str) or not isinstance(cls, type):
                 continue
@@ -126,11 +130,13 @@ class LiveNodeMap:
                 core.add(node_type)
             inputs = self._static_inputs(cls, defs_of)
             if not inputs:
-                if is_core or not self._confirm or time.perf_counter() > probe_deadline:
+                if is_core or not self._confirm or probe_left <= 0:
                     continue
                 # a pack's options built where the reader cannot follow (another module, a
                 # computed key): recognise the files of a folder among its live options
+                probe_start = time.perf_counter()
                 inputs = self._detected(cls, listings)
+                probe_left -= time.perf_counter() - probe_start
                 if not inputs:
                     continue
             inputs = [FolderInput(i.input, canonical(i.folder), i.index, i.extras) for i in inputs]
