@@ -145,6 +145,9 @@ async def test_registers_routes_on_prompt_server(comfy, unload, aiohttp_client):
         assert folders["diffusion_models"][0] == str(models / "unet")
         assert "my_custom_key" in folders  # keys added by other custom nodes count too
         assert "custom_nodes" not in folders
+        # ComfyUI listens on 127.0.0.1 by default: a rebound foreign name is refused (DNS rebinding)
+        resp = await client.get("/comfyfixer/health", headers={"Host": "evil.example:8188"})
+        assert resp.status == 403 and (await resp.json())["error"]["type"] == "ForeignHostError"
     finally:
         routes.close()
 

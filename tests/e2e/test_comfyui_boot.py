@@ -82,6 +82,19 @@ def test_health_route(server):
         assert r.json()["version"] == "2.0.0" and r.json()["comfyui"] is True
 
 
+def test_a_rebound_host_name_is_refused(server):
+    """ComfyUI listens on 127.0.0.1 here: a request naming a foreign Host (a page whose name
+    was rebound to 127.0.0.1) gets 403 on every route, GET and POST, plain and under /api."""
+    for method, path, body in (("GET", "/comfyfixer/health", None), ("GET", "/api/comfyfixer/settings", None),
+                               ("POST", "/comfyfixer/settings", {"download_concurrency": 7}),
+                               ("POST", "/api/comfyfixer/download", {"items": []})):
+        r = server.http(method, path, json_body=body, headers={"Host": f"evil.example:{server.port}"})
+        assert r.status == 403, (method, path, r.status, r.text[:300])
+        assert r.json()["error"]["type"] == "ForeignHostError"
+    assert server.http("GET", "/comfyfixer/health", headers={"Host": f"localhost:{server.port}"}).status == 200
+    assert server.get_json("/comfyfixer/settings")["download_concurrency"] != 7
+
+
 def test_ui_boots_in_chromium(server, frontend, open_comfyui, page_logs):
     label, _, version = frontend
     page = open_comfyui(server)
