@@ -21,7 +21,7 @@ clients (ModelSearch: requests + huggingface_hub) on 127.0.0.1, twice: with ever
 * requests: a cold resolve of a 20-reference workflow (14 official files sampled evenly from
   the tuning probes, 4 Civitai files, 2 absent ones), then the same again from a new
   ModelSearch on the same cache (warm).
-  Budget: <= 70 requests cold (the publisher listings, about 13, are paid once per 24 h and
+  Budget: <= 70 requests cold (the publisher listings, 16, are paid once per 24 h and
   shared by every workflow; the rest is about 3 per reference), 0 warm.
 """
 

@@ -134,3 +134,19 @@ def test_civitai_download_of_a_login_only_model_redirects_to_an_html_login_page(
     assert "Sign in" in page.text
     fake_hub.add_civitai_token("civ-ok")
     assert requests.get(url, headers={"Authorization": "Bearer civ-ok"}).content == blob(16)
+
+
+def test_publishers_cover_the_owners_the_known_model_index_shows():
+    import collections
+    import json
+    from pathlib import Path
+
+    import comfyfixersmart
+    from comfyfixersmart.search import names
+
+    data = json.loads((Path(comfyfixersmart.__file__).parent / "data" / "known_models.json").read_text())
+    owners = collections.Counter(m["url"].split("huggingface.co/", 1)[1].split("/", 1)[0]
+                                 for m in data["models"] if "huggingface.co/" in m.get("url", ""))
+    frequent = {o for o, n in owners.items() if n >= 15}
+    assert frequent and frequent <= set(names.PUBLISHER_TREES), frequent - set(names.PUBLISHER_TREES)
+    assert {o.lower() for o in names.PUBLISHER_TREES} <= names.KNOWN_PUBLISHERS

@@ -40,10 +40,12 @@ _SPLIT_RE = re.compile(r"[^A-Za-z0-9]+")
 #: file name is found anywhere in their trees, subfolders included: the repo-id search cannot
 #: find ``clip_l.safetensors`` in ``comfyanonymous/flux_text_encoders``.  Most useful first
 #: (a lookup stops at a sure hit): the big ComfyUI repackagers, then the owners the official
-#: workflow templates download from (comfyui-workflow-templates-json 0.1.123).
+#: workflow templates and the known-model index download from most (a test keeps every owner
+#: with 15+ entries in the bundled index here).
 PUBLISHER_TREES = (
     "Comfy-Org", "comfyanonymous", "Kijai", "black-forest-labs", "stabilityai", "Lightricks", "city96",
-    "lllyasviel", "lightx2v", "circlestone-labs", "kandinskylab", "XLabs-AI", "h94",
+    "lllyasviel", "lightx2v", "circlestone-labs", "kandinskylab", "XLabs-AI", "h94", "TencentARC", "ByteDance",
+    "guoyww",
 )
 #: Hugging Face owners whose repos are the usual source of ComfyUI files (``ranking`` weighs
 #: them more; ``hf_search_terms`` strips them from the front of a file name)
