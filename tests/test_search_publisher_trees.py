@@ -150,3 +150,12 @@ def test_publishers_cover_the_owners_the_known_model_index_shows():
     frequent = {o for o, n in owners.items() if n >= 15}
     assert frequent and frequent <= set(names.PUBLISHER_TREES), frequent - set(names.PUBLISHER_TREES)
     assert {o.lower() for o in names.PUBLISHER_TREES} <= names.KNOWN_PUBLISHERS
+
+
+def test_a_path_naming_another_folder_is_not_this_folders_file(fake_hub, hub_config):
+    fake_hub.add_hf_repo("Comfy-Org/some_repackaged", {"split_files/vae/pixel_smoother.safetensors": blob(32)})
+    with ModelSearch(hub_config, backends=["huggingface"]) as s:
+        (r,) = s.resolve(ref("pixel_smoother.safetensors", "loras"))
+        (v,) = s.resolve(ref("pixel_smoother.safetensors", "vae"))
+    assert r.confidence < 0.8 and "another folder" in r.reason
+    assert v.confidence >= 0.95

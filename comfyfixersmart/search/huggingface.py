@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from ..datamodel import ModelDetails, ModelReference, SearchResult
 from ..errors import APISearchError, ComfyFixerError, GatedRepoError, NetworkError, NotFoundError, ValidationError
-from ..folders import LEGACY_FOLDERS, canonical_folder, type_for
+from ..folders import LEGACY_FOLDERS, MODEL_FOLDERS, canonical_folder, type_for
 from ..logs import get_logger
 from ..net import hf as hf_net
 from ..security import redact_text, redact_url
@@ -108,6 +108,17 @@ def _folder_in_path(path: str, folder: Optional[str]) -> bool:
     dirs = [d.lower() for d in path.split("/")[:-1]]
     wanted = {folder.lower()} | {k for k, v in LEGACY_FOLDERS.items() if v == folder}
     return any(d in wanted for d in dirs)
+
+
+def _other_folder_in_path(path: str, folder: Optional[str]) -> Optional[str]:
+    """The ComfyUI folder key another than ``folder`` that the repo path names, if any."""
+    if not folder:
+        return None
+    for d in path.split("/")[:-1]:
+        key = canonical_folder(d.lower())
+        if key in MODEL_FOLDERS and key != folder:
+            return key
+    return None
 
 
 class HuggingFaceBackend:
@@ -391,8 +402,11 @@ class HuggingFaceBackend:
                 out.append(self.make_result(repo, file, folder=folder, confidence=ranking.HASH_MATCH,
                                             reason=f"sha256 match in {repo['id']}", save_as=save_as))
                 continue
-            match = ranking.name_match(wanted, path, folder_fits=None, known_publisher=publisher,
-                                       path_hint=_folder_in_path(path, folder))
+            hint = _folder_in_path(path, folder)
+            # a path naming another ComfyUI folder ("split_files/vae/...") says the file is not
+            # for this one
+            fits = False if not hint and _other_folder_in_path(path, folder) else None
+            match = ranking.name_match(wanted, path, folder_fits=fits, known_publisher=publisher, path_hint=hint)
             if match is None:
                 continue
             conf, words = match
