@@ -40,7 +40,7 @@ def resolve(config, *refs, backends=SEARCH):
     ("mochi_style_distill_lora.safetensors", SEARCH, "confirmed by a known publisher (Comfy-Org) keeps it in its "
                                                      "loras folder"),
     # an official template file: the index answers first (checked on the hub), and says so
-    ("chronoedit_distill_lora.safetensors", None, "confirmed by the known-model index and a known publisher"),
+    ("chronoedit_distill_lora.safetensors", None, "official templates (comfyui-workflow-templates-json"),
 ])
 def test_same_name_other_bytes_only_the_corroborated_one_is_sure(fake_hub, hub_config, name, backends, words):
     official = blob(64, "official")
@@ -226,3 +226,15 @@ def test_calibration_subset_has_no_confident_wrong_answer(catalogue_hub, tmp_pat
                     right += best is not None and served_sha256(hub, best) == p.truth
     assert wrong == []
     assert right / len(subset) >= 0.9, (right, len(subset))
+
+
+def test_a_file_the_hub_does_not_have_neither_backs_nor_competes():
+    r = ref("clip_l.safetensors", "text_encoders")
+    live = _result("u1", 0.97, "clip_l.safetensors", "a" * 64, repo_id="Comfy-Org/HunyuanVideo_repackaged",
+                   known_publisher=True, path="split_files/text_encoders/clip_l.safetensors")
+    gone = _result("u2", 0.3, "clip_l.safetensors", None, repo_id="Comfy-Org/moved", known_publisher=True,
+                   path="split_files/text_encoders/clip_l.safetensors", index_checked="not-found")
+    gone.backend = "index"
+    best, other = ranking.settle([live, gone], r, "text_encoders")
+    assert best is live and best.confidence == 0.97 and "competitors" not in best.metadata
+    assert other.confidence == 0.3 and "confirmed by" not in other.reason

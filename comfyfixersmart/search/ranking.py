@@ -259,10 +259,21 @@ def _index_backs(index: Any, r: SearchResult, wanted: str) -> bool:
         return False
 
 
+def _gone(r: SearchResult) -> bool:
+    """The hub answered "not found" for this candidate's file: it backs nothing, competes with
+    nothing."""
+    meta = r.metadata
+    access = meta.get("access_error")
+    return meta.get("index_checked") == "not-found" or (
+        isinstance(access, dict) and access.get("status") in (404, 410))
+
+
 def _corroboration(r: SearchResult, wanted: str, folder: Optional[str], index: Any = None) -> List[str]:
     """What, besides the name, says this candidate is the wanted file."""
     out: List[str] = []
     meta = r.metadata
+    if _gone(r):
+        return out
     if r.confidence >= HASH_MATCH and "sha256 match" in r.reason:
         out.append("the sha256 matches")
     if r.backend == "workflow":
@@ -355,7 +366,7 @@ def settle(candidates: Iterable[SearchResult], reference, folder: Optional[str] 
                     reasons.append(why)
         support[id(r)] = reasons
     # 3. the same name with other bytes elsewhere: only corroborated answers stay sure
-    same = [r for r in kept if _same_name(wanted, r.filename)]
+    same = [r for r in kept if _same_name(wanted, r.filename) and not _gone(r)]
     contested = len(same) >= 2
     lead = _download_lead(same)
     if lead is not None:
@@ -399,7 +410,8 @@ def _describe(r: SearchResult, reasons: List[str], others: int) -> None:
     parts = [r.reason] if r.reason else []
     # what the backend's own words already say is not repeated
     said = {"the sha256 matches": "sha256 match", "the workflow's own URL": "URL given in the workflow"}
-    news = [x for x in reasons if said.get(x, "\0") not in r.reason]
+    news = [x for x in reasons if said.get(x, "\0") not in r.reason
+            and not (x == "the known-model index" and r.backend == "index")]
     if news and "confirmed by" not in r.reason:
         parts.append("confirmed by " + " and ".join(news))
     mirrors = r.metadata.get("mirrors") or []
