@@ -125,7 +125,7 @@ class Config:
     #: most model references one resolve/fix request may look up
     max_references: int = 500
     #: least seconds between two hub lookups of one job (0: no pacing)
-    hub_call_interval: float = 0.0
+    hub_call_interval: float = 0.05
     http_retries: int = 4
     backoff_base: float = 1.0
     backoff_max: float = 30.0
