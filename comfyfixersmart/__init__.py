@@ -65,7 +65,7 @@ for _name in (
     "HostNotAllowedError", "FileExistsConflictError", "DownloadCancelledError", "StateError",
     "DownloadStalledError", "NotAModelFileError",
     "JobNotFoundError", "JobConflictError", "JobInterruptedError", "RequestTooLargeError", "LowConfidenceError",
-    "UnsupportedMediaTypeError", "NotAFileUrlError",
+    "UnsupportedMediaTypeError", "NotAFileUrlError", "ForeignHostError",
 ):
     _EXPORTS[_name] = "errors"
 del _name

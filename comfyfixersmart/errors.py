@@ -6,7 +6,8 @@
     │   └── NotAWorkflowError               valid JSON / image, but no workflow in it
     ├── ValidationError(ValueError)         input data (a request, a name, a URL) is unacceptable
     │   ├── UnsafePathError                 a file name would escape its folder
-    │   └── NotAFileUrlError                a pasted URL is a page, not a file (repo root, user, search)
+    │   ├── NotAFileUrlError                a pasted URL is a page, not a file (repo root, user, search)
+    │   └── ForeignHostError                a loopback server asked under a foreign Host (403, DNS rebinding)
     ├── APISearchError                      a search backend failed (status, url, server message)
     │   ├── NetworkError                    the host cannot be reached at all
     │   ├── RateLimitedError                429 after the retries (retry_after)
@@ -18,7 +19,7 @@
     ├── DownloadError(OSError)              a download failed
     │   ├── IntegrityError                  size or sha256 differ from what was promised
     │   ├── InsufficientSpaceError          not enough free disk for the file
-    │   ├── HostNotAllowedError             URL host is not on the allow-list, or not http(s)
+    │   ├── HostNotAllowedError             a URL or resolved address the network policy refuses
     │   ├── FileExistsConflictError         target exists and overwrite was not asked for
     │   ├── DownloadCancelledError          the user cancelled
     │   ├── DownloadStalledError            no body bytes for stall_timeout s (after retries)
