@@ -1,7 +1,8 @@
 """Regenerate the bundled loader tables from ComfyUI's and popular custom-node packs' sources.
 
     python scripts/update_loader_table.py --comfyui PATH [--pack PATH ...] \
-        [--origin NAME=owner/repo@commit ...] [--core-out FILE] [--custom-out FILE] [--check]
+        [--origin NAME=owner/repo@commit ...] [--extra FILE=owner/repo@commit ...] \
+        [--core-out FILE] [--custom-out FILE] [--check]
 
 Runs the same static reader as ``comfyfixer scan --comfyui-root`` (``comfyfixersmart.scan.nodedefs``:
 ``ast`` only, nothing is imported) over a ComfyUI source tree (``nodes.py``, ``comfy_extras/``,
@@ -14,6 +15,10 @@ Runs the same static reader as ``comfyfixer scan --comfyui-root`` (``comfyfixers
 * inputs and node types the table lacks are added; entries the sources no longer show stay
   (older installs still have those nodes); ``node_types`` is the union;
 * the ComfyUI version and commit, and every pack's repository and commit, are recorded.
+
+``--extra FILE=owner/repo@commit`` reads single ComfyUI source files newer than the tree (when
+only those files of a newer commit can be had, not the whole tree) as core nodes; each is
+recorded with its repository and commit under ``comfyui.extra_files``.
 
 Provenance: a path inside a git work tree is described by its HEAD and ``origin`` remote;
 otherwise pass ``--origin NAME=owner/repo@commit`` (NAME: the folder's name).  Only the
@@ -141,8 +146,17 @@ def read_pack(path: Path) -> NodeDefs:
     return collect(read_source(f.read_bytes(), str(f)) for f in _py_files(path))
 
 
+def parse_extra(spec: str) -> Tuple[Path, Dict[str, str]]:
+    """``FILE=owner/repo@commit`` -> (FILE, {"file", "repo", "commit"})."""
+    path, sep, origin = spec.partition("=")
+    repo, at, commit = origin.partition("@")
+    if not sep or not at or not repo or not commit:
+        raise ValueError(f"--extra {spec!r}: expected FILE=owner/repo@commit")
+    return Path(path), {"file": Path(path).name, "repo": repo, "commit": commit}
+
+
 def update(comfyui: Path, packs: List[Path], origins: Dict[str, str], core_out: Path, custom_out: Path,
-           check: bool = False) -> List[str]:
+           check: bool = False, extras: Optional[List[str]] = None) -> List[str]:
     """Merge the readings into the two table files; returns the list of changes."""
     changes: List[str] = []
     core_data = json.loads(core_out.read_text(encoding="utf-8"))
@@ -151,11 +165,23 @@ def update(comfyui: Path, packs: List[Path], origins: Dict[str, str], core_out: 
 
     root = read_root(comfyui, None)
     core = root.core
+    extra_files: List[Dict[str, str]] = []
+    if extras:
+        # single newer files: their node types and loaders join the tree's (a file's loaders
+        # replace the tree's reading of the same node types: the file is the newer source)
+        readings = []
+        for spec in extras:
+            path, origin = parse_extra(spec)
+            readings.append(read_source(path.read_bytes(), str(path)))
+            extra_files.append(origin)
+        core.update(collect(readings))
     fp = comfyui / "folder_paths.py"
     core_folders = read_source(fp.read_bytes(), str(fp)).folders if fp.is_file() else {}
     core_folders.pop("custom_nodes", None)
     comfy_origin = origin_of(comfyui, origins)
     core_data["comfyui"] = {"version": comfyui_version(comfyui), **comfy_origin, "read": today}
+    if extra_files:
+        core_data["comfyui"]["extra_files"] = extra_files
     core_data["loaders"] = merge_loaders(core_data.get("loaders", {}), table_entries(core), changes)
     added = sorted(core.node_types - set(core_data.get("node_types", [])))
     if added:
@@ -193,6 +219,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--comfyui", type=Path, required=True, help="a ComfyUI source tree")
     ap.add_argument("--pack", type=Path, action="append", default=[], help="a custom-node pack folder")
     ap.add_argument("--origin", action="append", default=[], help="NAME=owner/repo@commit for a folder without git")
+    ap.add_argument("--extra", action="append", default=[],
+                    help="FILE=owner/repo@commit: a single newer ComfyUI source file read as core nodes")
     ap.add_argument("--core-out", type=Path, default=CORE_TABLE)
     ap.add_argument("--custom-out", type=Path, default=CUSTOM_TABLE)
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if the tables would change")
@@ -200,7 +228,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     origins = dict(o.split("=", 1) for o in args.origin if "=" in o)
     if not (args.comfyui / "nodes.py").is_file():
         ap.error(f"{args.comfyui} has no nodes.py: not a ComfyUI source tree")
-    changes = update(args.comfyui, args.pack, origins, args.core_out, args.custom_out, args.check)
+    try:
+        extras = [spec for spec in args.extra if parse_extra(spec)[0].is_file() or ap.error(f"{spec}: no such file")]
+    except ValueError as exc:
+        ap.error(str(exc))
+    changes = update(args.comfyui, args.pack, origins, args.core_out, args.custom_out, args.check, extras)
     for line in changes:
         print(line)
     print(f"{len(changes)} change(s)" + (" (not written: --check)" if args.check else ""))

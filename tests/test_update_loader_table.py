@@ -106,6 +106,33 @@ def test_regenerates_with_provenance_and_keeps_hand_written_entries(sources, cap
                         "--origin", "cfs_test_pack=tests/cfs_test_pack@" + "b" * 40]) == 0
 
 
+def test_single_newer_files_join_the_core_table_with_their_origin(sources, tmp_path):
+    comfy, _pack, core_out, custom_out = sources
+    newer = tmp_path / "newer" / "nodes_cond.py"
+    newer.parent.mkdir()
+    newer.write_text(textwrap.dedent("""
+        import folder_paths
+        from comfy_api.latest import io
+        class ConditioningLoader(io.ComfyNode):
+            @classmethod
+            def define_schema(cls):
+                return io.Schema(node_id="ConditioningLoader", inputs=[
+                    io.Combo.Input("conditioning_name", options=folder_paths.get_filename_list("embeddings"))])
+    """))
+    script = load_script()
+    args = ["--comfyui", str(comfy), "--core-out", str(core_out), "--custom-out", str(custom_out),
+            "--origin", "ComfyUI=comfyanonymous/ComfyUI@" + "a" * 40]
+    assert script.main(args + ["--extra", f"{newer}=someone/ComfyUI@" + "c" * 40]) == 0
+    core = json.loads(core_out.read_text())
+    assert core["loaders"]["ConditioningLoader"] == [{"input": "conditioning_name", "folder": "embeddings", "index": 0}]
+    assert "ConditioningLoader" in core["node_types"]
+    assert core["comfyui"]["commit"] == "a" * 40
+    assert core["comfyui"]["extra_files"] == [{"file": "nodes_cond.py", "repo": "someone/ComfyUI", "commit": "c" * 40}]
+    # an extra file without its origin is refused: every source read is recorded
+    with pytest.raises(SystemExit):
+        script.main(args + ["--extra", str(newer)])
+
+
 def test_refuses_a_folder_that_is_not_comfyui(tmp_path):
     with pytest.raises(SystemExit):
         load_script().main(["--comfyui", str(tmp_path)])
@@ -120,6 +147,8 @@ def test_bundled_tables_cover_the_newest_comfyui_loaders_and_folder_keys():
         "FrameInterpolationModelLoader": "frame_interpolation", "OpticalFlowLoader": "optical_flow",
         "LoadMediaPipeFaceLandmarker": "detection", "AudioEncoderLoader": "audio_encoders",
         "LatentUpscaleModelLoader": "latent_upscale_models", "LTXVAudioVAELoader": "checkpoints",
+        # newer than the tree: read from single files, recorded under comfyui.extra_files
+        "ConditioningLoader": "embeddings", "SAM3DBody_Loader": "detection",
     }
     for node_type, folder in expected.items():
         assert table.get(node_type)[0].folder == folder, node_type
