@@ -26,6 +26,7 @@ Only ``..errors`` is imported at module level: ``security`` and ``settings`` use
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import sys
@@ -291,9 +292,16 @@ ENDPOINT_SETTINGS = ("civitai_base_url", "hf_endpoint", "index_refresh_url")
 
 
 def policy_for(config) -> UrlPolicy:
-    """The policy of a ``Config``: its endpoints and ``allowed_hosts``."""
-    endpoints = [getattr(config, name) for name in ENDPOINT_SETTINGS if getattr(config, name, None)]
-    return UrlPolicy.from_entries(config.allowed_hosts, endpoints)
+    """The policy of a ``Config``: its endpoints and ``allowed_hosts`` (read at each call: a
+    setting changed in the panel applies to the next request)."""
+    endpoints = tuple(getattr(config, name) for name in ENDPOINT_SETTINGS if getattr(config, name, None))
+    return _policy(tuple(config.allowed_hosts), endpoints)
+
+
+@functools.lru_cache(maxsize=64)
+def _policy(entries: Tuple[str, ...], endpoints: Tuple[str, ...]) -> UrlPolicy:
+    # parsing the endpoints costs ~0.5 ms; every request and connection asks for the policy
+    return UrlPolicy.from_entries(entries, endpoints)
 
 
 def check_url(url: str, policy: Optional[UrlPolicy] = None) -> str:
