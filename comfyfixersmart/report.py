@@ -191,12 +191,18 @@ def run_to_json(run: WorkflowRun) -> Dict[str, Any]:
 
 
 def _error_json(error: Any) -> Dict[str, Any]:
+    # "backend" names the hub that failed: the panel shows one banner per unreachable hub
     if isinstance(error, dict):
         out = {"type": error.get("type", "Error"), "message": error.get("message", "")}
         if error.get("help_url"):
             out["help_url"] = error["help_url"]
-        return out
-    return {"type": type(error).__name__, "message": str(error)}
+        backend = error.get("backend")
+    else:
+        out = {"type": type(error).__name__, "message": str(error)}
+        backend = getattr(error, "backend", None)
+    if isinstance(backend, str) and backend:
+        out["backend"] = backend
+    return out
 
 
 def error_json(exc: BaseException) -> Dict[str, Any]:

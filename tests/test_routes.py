@@ -349,6 +349,26 @@ async def test_resolve_returns_candidates_and_the_choice(api, fake_hub):  # noqa
                          "pickle"}
 
 
+async def test_resolve_refresh_asks_the_hub_again_instead_of_the_cache(api, fake_hub):  # noqa: F811
+    """Re-check in the panel sends refresh: a lookup answered from the cache is asked again."""
+    fake_hub.add_hf_repo("org/flux", {"flux-dev.safetensors": WEIGHTS})
+    wf = metadata_workflow(hashlib.sha256(WEIGHTS).hexdigest())
+    first = await api.post("/comfyfixer/resolve", json={"workflow": wf})
+    assert first.status == 200, await first.text()
+    asked = fake_hub.request_count()
+    assert asked > 0
+    cached = await api.post("/comfyfixer/resolve", json={"workflow": wf})
+    assert (await cached.json())["resolutions"][0]["candidates"]
+    from_cache = fake_hub.request_count()
+    assert from_cache == asked, "the second lookup is answered from the cache"
+    refreshed = await api.post("/comfyfixer/resolve", json={"workflow": wf, "refresh": True})
+    assert refreshed.status == 200, await refreshed.text()
+    assert (await refreshed.json())["resolutions"][0]["candidates"]
+    assert fake_hub.request_count() > from_cache, "refresh must not be answered from the search cache"
+    err = await error_of(await api.post("/comfyfixer/resolve", json={"workflow": wf, "refresh": "yes"}), 400)
+    assert "refresh" in err["message"]
+
+
 async def test_fix_scans_resolves_and_downloads_in_the_background(api, fake_hub, comfy_root):  # noqa: F811
     fake_hub.add_hf_repo("org/flux", {"flux-dev.safetensors": WEIGHTS})
     wf = metadata_workflow(hashlib.sha256(WEIGHTS).hexdigest())

@@ -56,8 +56,12 @@ export const health = () => call("GET", "/health");
 export const folders = () => call("GET", "/folders");
 /** Scan the workflow against the local folders (fast, no network). */
 export const scan = (workflow) => call("POST", "/scan", { workflow });
-/** Scan + search the hubs for every missing file (can take seconds). */
-export const resolve = (workflow) => call("POST", "/resolve", { workflow });
+/**
+ * Scan + search the hubs for every missing file (can take seconds).  `refresh`: ask the hubs
+ * again instead of answering from the server's search cache (Re-check after failed lookups).
+ */
+export const resolve = (workflow, { refresh = false } = {}) =>
+  call("POST", "/resolve", refresh ? { workflow, refresh: true } : { workflow });
 /** Start downloading `items` ([{filename, directory, url, sha256?, size?}]) -> {job_id}. */
 export const download = (items) => call("POST", "/download", { items });
 /** Scan + resolve + download the confident candidates on the server -> {job_id}. */
@@ -68,6 +72,12 @@ export const getJob = (jobId) => call("GET", `/jobs/${enc(jobId)}`);
 export const cancelJob = (jobId) => call("DELETE", `/jobs/${enc(jobId)}`);
 export const cancelItem = (jobId, itemId) => call("POST", `/jobs/${enc(jobId)}/items/${enc(itemId)}/cancel`, {});
 export const retryItem = (jobId, itemId) => call("POST", `/jobs/${enc(jobId)}/items/${enc(itemId)}/retry`, {});
+/**
+ * Put a file found under another folder where the node looks for it:
+ * {source: absolute path, folder: folder key, name: file name the node wants,
+ *  mode: "link" (hard link, else copy) | "move" | "relink"} -> {path, mode, sha256}.
+ */
+export const relink = (body) => call("POST", "/relink", body);
 export const getSettings = () => call("GET", "/settings");
 /** Store tokens on the server (null clears one); the page never reads a token back. */
 export const saveSettings = (values) => call("POST", "/settings", values);

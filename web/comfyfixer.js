@@ -1,60 +1,75 @@
 // Entry point: registers the ComfyFixerSmart extension with ComfyUI's frontend.
-//   - commands + a top-menu entry (Extensions > ComfyFixerSmart), an action-bar button where the
-//     frontend supports `actionBarButtons`, else a floating button; all open the panel
-//   - an optional automatic check after a workflow loads, with a badge counting missing files
-// Works with the frontend ComfyUI 0.3.75 pins (1.32.x) and with the newest one.
+//   - the panel as a sidebar tab (host.js; docked where the frontend has no sidebar API)
+//   - commands, a keybinding (Alt+Shift+F), a top-menu entry (Extensions > ComfyFixerSmart)
+//   - an action-bar button (else a floating one) with the missing count, or the download
+//     progress while the panel is closed
+//   - "Fix with ComfyFixerSmart" in the frontend's own missing-model dialog / Issues panel
+//   - the server options in ComfyUI's Settings dialog (tokens write-only)
+// Works with the two pinned frontends, 1.32.9 (ComfyUI 0.3.75's) and 1.58.1.
 import { app } from "../../scripts/app.js";
 import { FixerController } from "./controller.js";
 import { FixerPanel } from "./panel.js";
+import { createDock, makeNotify, refreshFrontend } from "./host.js";
+import { closeDialogAround, injectFixButtons } from "./inject.js";
+import { fieldControl, SERVER_FIELDS } from "./settingsView.js";
 import { h } from "./dom.js";
 
 const EXTENSION = "ComfyFixerSmart.FixMissingModels";
 const SETTING_AUTO_CHECK = "ComfyFixer.AutoCheck";
+const SETTING_EMBED_AFTER = "ComfyFixer.EmbedAfterDownload";
 const ACTION_BAR_CLASS = "comfyfixer-actionbar-button";
 const OPEN_TESTID = "comfyfixer-open";
 const AUTO_CHECK_DELAY_MS = 600;
 
 let controller = null;
 let panel = null;
+let dock = null;
 let floating = null;
-let badgeCount = 0;
 let autoTimer = null;
 
-/** Toast through the frontend's toast service; a small DOM toast where there is none. */
-function notify(severity, summary, detail = "") {
-  const toast = app.extensionManager?.toast;
-  if (toast?.add) {
-    toast.add({ severity, summary, detail, life: severity === "error" ? 10000 : 6000 });
-    return;
-  }
-  const el = h("div", { class: `comfyfixer-toast comfyfixer-toast-${severity}`, role: "status", testid: "comfyfixer-toast" },
-    h("strong", {}, summary), detail ? h("div", {}, detail) : null);
-  document.body.appendChild(el);
-  setTimeout(() => el.remove(), 6000);
-}
+const notify = makeNotify(app);
 
 function ensure() {
   if (!controller) {
-    controller = new FixerController(app, notify);
+    controller = new FixerController(app, notify, { refreshFrontend: () => refreshFrontend(app) });
     controller.start();
-    panel = new FixerPanel(controller);
+    controller.setEmbedAfterFix(settingValue(SETTING_EMBED_AFTER, false));
+    panel = new FixerPanel(controller, {
+      onClose: () => dock.close(),
+      embedAfter: {
+        get: () => controller.state.embedAfterFix,
+        set: (on) => {
+          controller.setEmbedAfterFix(on);
+          setSetting(SETTING_EMBED_AFTER, on);
+        },
+      },
+    });
+    dock = createDock(app, panel, { onShow: syncOpenButton, onHide: syncOpenButton });
+    let pending = false;
     controller.subscribe((change) => {
-      if (change.kind === "all") setBadge(controller.missingCount());
+      // The button shows the count, or the download progress (throttled to a frame).
+      if (change.kind !== "all" && change.kind !== "progress") return;
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(() => {
+        pending = false;
+        syncOpenButton();
+      });
     });
   }
-  return { controller, panel };
+  return { controller, panel, dock };
 }
 
 /** Open (or bring back) the panel and check the graph loaded right now. */
 export function openPanel() {
-  const { controller: c, panel: p } = ensure();
-  p.open();
+  const { controller: c, dock: d } = ensure();
+  d.open();
   c.check();
 }
 
 function togglePanel() {
-  const { panel: p } = ensure();
-  if (p.isOpen) p.close();
+  const { dock: d } = ensure();
+  if (d.isOpen) d.close();
   else openPanel();
 }
 
@@ -74,6 +89,12 @@ async function downloadAll() {
   await c.download();
 }
 
+/** "Fix with ComfyFixerSmart" in the frontend's own missing-model UI. */
+function fixWith(where, buttonEl) {
+  if (where === "dialog") closeDialogAround(buttonEl); // 1.32's dialog is modal: out of the way
+  openPanel();
+}
+
 // ---------------------------------------------------------------- open button + badge
 
 function settingValue(id, fallback) {
@@ -85,9 +106,31 @@ function settingValue(id, fallback) {
   }
 }
 
-function setBadge(count) {
-  badgeCount = count;
-  syncOpenButton();
+function setSetting(id, value) {
+  try {
+    const r = app.extensionManager?.setting?.set?.(id, value);
+    r?.catch?.((e) => console.warn("[ComfyFixer] could not save a setting", e));
+  } catch (e) {
+    console.warn("[ComfyFixer] could not save a setting", e);
+  }
+}
+
+/** The badge: the download progress while the panel is closed, else the missing count. */
+function badgeState() {
+  if (!controller) return { text: "", kind: "count", title: "Fix missing models (ComfyFixerSmart)" };
+  const progress = controller.activeProgress();
+  if (progress && !dock?.isOpen) {
+    const pct = progress.fraction === null ? null : Math.floor(progress.fraction * 100);
+    return {
+      text: pct === null ? "↓" : `${pct}%`, kind: "progress",
+      title: `Downloading ${progress.active} file${progress.active === 1 ? "" : "s"}${pct === null ? "" : `: ${pct}%`}`,
+    };
+  }
+  const n = controller.missingCount();
+  return {
+    text: n > 0 ? String(n) : "", kind: "count",
+    title: n > 0 ? `Fix missing models: ${n} missing in this workflow` : "Fix missing models (ComfyFixerSmart)",
+  };
 }
 
 function decorate(button) {
@@ -97,13 +140,12 @@ function decorate(button) {
     badge = h("span", { class: "comfyfixer-badge", testid: "comfyfixer-badge", "aria-live": "polite" });
     button.appendChild(badge);
   }
-  const text = badgeCount > 0 ? String(badgeCount) : "";
+  const { text, kind, title } = badgeState();
   if (badge.textContent !== text) badge.textContent = text;
   badge.hidden = !text;
-  const title = badgeCount > 0
-    ? `Fix missing models: ${badgeCount} missing in this workflow`
-    : "Fix missing models (ComfyFixerSmart)";
+  if (badge.dataset.kind !== kind) badge.dataset.kind = kind;
   if (button.title !== title) button.title = title;
+  button.setAttribute("aria-expanded", String(Boolean(dock?.isOpen)));
 }
 
 function visible(el) {
@@ -146,6 +188,7 @@ function watchOpenButton() {
     pending = setTimeout(() => {
       pending = null;
       syncOpenButton();
+      injectFixButtons(fixWith);
     }, 200);
   };
   // The action bar is Vue-rendered and can appear, move or be re-rendered at any time.
@@ -158,8 +201,8 @@ function scheduleAutoCheck() {
   clearTimeout(autoTimer);
   autoTimer = setTimeout(() => {
     if (!settingValue(SETTING_AUTO_CHECK, true)) return;
-    const { controller: c, panel: p } = ensure();
-    if (p.isOpen) c.check();
+    const { controller: c, dock: d } = ensure();
+    if (d.isOpen) c.check();
     else c.quickScan();
   }, AUTO_CHECK_DELAY_MS);
 }
@@ -173,13 +216,44 @@ function loadStylesheet() {
   }
 }
 
+/** ComfyUI Settings rows for the server's options: each renders our own control (write-only tokens). */
+function serverSettings() {
+  return SERVER_FIELDS.map((field) => ({
+    id: `ComfyFixer.Server.${field.id}`,
+    category: ["ComfyFixerSmart", "Server", field.label],
+    name: field.label,
+    tooltip: field.help,
+    defaultValue: "",
+    // A render function: the value lives on the ComfyUI server (tokens never in comfy.settings.json).
+    type: () => {
+      const { controller: c } = ensure();
+      const holder = h("span", { class: "comfyfixer-setting" });
+      const fill = () => {
+        const el = fieldControl(c, field);
+        holder.replaceChildren(el.childNodes.length ? el : h("span", { class: "cf-muted" }, "not on this server"));
+      };
+      fill();
+      const off = c.subscribe((change) => {
+        if (!holder.isConnected && c.state.settings) return off();
+        if (change.kind === "settings") fill();
+      });
+      c.loadSettings();
+      return holder;
+    },
+  }));
+}
+
 app.registerExtension({
   name: EXTENSION,
   commands: [
     { id: "ComfyFixer.OpenPanel", label: "Fix missing models", icon: "pi pi-wrench", function: () => openPanel() },
+    { id: "ComfyFixer.TogglePanel", label: "Show or hide the Fix models panel", icon: "pi pi-wrench", function: () => togglePanel() },
     { id: "ComfyFixer.DownloadAll", label: "Download all missing models", icon: "pi pi-download", function: () => downloadAll() },
     { id: "ComfyFixer.EmbedSources", label: "Embed model sources in the workflow", icon: "pi pi-bookmark",
       function: () => ensure().controller.embedAll() },
+  ],
+  keybindings: [
+    { combo: { key: "f", alt: true, shift: true }, commandId: "ComfyFixer.TogglePanel" },
   ],
   menuCommands: [
     { path: ["Extensions", "ComfyFixerSmart"], commands: ["ComfyFixer.OpenPanel", "ComfyFixer.DownloadAll", "ComfyFixer.EmbedSources"] },
@@ -193,8 +267,14 @@ app.registerExtension({
     { label: "ComfyFixerSmart", url: "https://github.com/comfyfixersmart/comfyfixersmart", icon: "pi pi-wrench" },
   ],
   settings: [
-    { id: SETTING_AUTO_CHECK, name: "Check for missing models when a workflow loads", type: "boolean", defaultValue: true,
+    { id: SETTING_AUTO_CHECK, category: ["ComfyFixerSmart", "Panel", "Auto check"],
+      name: "Check for missing models when a workflow loads", type: "boolean", defaultValue: true,
       tooltip: "Scans the loaded workflow against your model folders (no network) and shows the count on the Fix models button." },
+    { id: SETTING_EMBED_AFTER, category: ["ComfyFixerSmart", "Panel", "Embed after download"],
+      name: "Embed sources after download", type: "boolean", defaultValue: false,
+      tooltip: "Writes each downloaded file's hub URL and checksum into its loader (marks the workflow changed).",
+      onChange: (value) => controller?.setEmbedAfterFix(Boolean(value)) },
+    ...serverSettings(),
   ],
   setup() {
     loadStylesheet();

@@ -3,8 +3,10 @@
 // Talks to the server only through api.js and to the graph only through graph.js; panel.js
 // renders `controller.state` and calls the action methods.
 import * as api from "./api.js";
-import { embedSources, relinkReference, relinkTarget, serializeWorkflow } from "./graph.js";
-import { basename, explainError } from "./format.js";
+import {
+  embedSources, listedByComfyUI, locateNode, relinkReference, relinkTarget, serializeWorkflow, setReferenceValue,
+} from "./graph.js";
+import { basename, canonicalHubUrl, countRows, explainError, hubName, uniqueNodes, UNREACHABLE_TYPES } from "./format.js";
 import { safeHref } from "./dom.js";
 
 export const ACTIVE_ITEM_STATES = new Set(["queued", "connecting", "downloading", "verifying"]);
@@ -29,10 +31,13 @@ export class FixerController {
   /**
    * @param app     ComfyUI's app
    * @param notify  (severity: "success"|"info"|"warn"|"error", summary, detail) => void
+   * @param hooks   {refreshFrontend?: async () => void}: the frontend's own model-list and
+   *                missing-model refresh (host.js), run after every job and relink
    */
-  constructor(app, notify) {
+  constructor(app, notify, hooks = {}) {
     this.app = app;
     this.notify = notify;
+    this.hooks = hooks;
     this.state = {
       phase: "idle", // idle | scanning | resolving | ready | error
       error: null, // {type, message, helpUrl}
@@ -49,7 +54,8 @@ export class FixerController {
       settings: null,
       busy: {}, // key -> true while a row request is in flight
       downloadAllBusy: false,
-      embedAfterFix: true,
+      // Off by default: embedding marks the workflow as changed (issue 11.5).
+      embedAfterFix: false,
     };
     this.listeners = new Set();
     this.watched = new Set(); // jobs started/retried here: when they end, refresh + rescan + toast
@@ -97,9 +103,77 @@ export class FixerController {
     return this.state.references.find((r) => refKey(r) === key) ?? null;
   }
 
-  /** Missing, non-optional references: the number on the badge. */
+  /** Missing, non-optional references: the number on the badge, the header and the Missing group. */
   missingCount() {
-    return this.state.references.filter((r) => r.status === "missing" && !r.optional).length;
+    return this.counts().missing;
+  }
+
+  /** One count per row by group (format.countRows): what the badge, header and groups show. */
+  counts() {
+    return countRows(this.state.references);
+  }
+
+  /** Rows whose download failed (Retry failed (n)). */
+  failedKeys() {
+    return this.state.references
+      .filter((r) => r.status === "missing")
+      .map(refKey)
+      .filter((key) => this.state.items[key]?.item?.state === "failed" && !this.awaitingRescan(key));
+  }
+
+  /** A row that waits for the user: no confident candidate, a failed download, or a file elsewhere. */
+  needsDecision(ref) {
+    const key = refKey(ref);
+    if (ref.status === "elsewhere") return true;
+    if (ref.status !== "missing") return false;
+    const state = this.state.items[key]?.item?.state;
+    if (state && ACTIVE_ITEM_STATES.has(state)) return false;
+    if (state === "failed") return true;
+    return this.state.phase !== "resolving" && !this.choiceFor(key);
+  }
+
+  /**
+   * One entry per hub that could not be reached during the last search:
+   * [{hub: "Civitai", count: lookups that failed, message}] (a banner with Retry each).
+   */
+  hubProblems() {
+    const byHub = new Map();
+    const add = (err) => {
+      if (!err || !UNREACHABLE_TYPES.has(err.type)) return;
+      const hub = hubName(err.backend) || hubName(err.message) || "A model hub";
+      const entry = byHub.get(hub) ?? { hub, count: 0, message: err.message ?? "" };
+      entry.count += 1;
+      byHub.set(hub, entry);
+    };
+    for (const res of Object.values(this.state.resolutions)) for (const err of res.errors ?? []) add(err);
+    add(this.state.resolveError);
+    return [...byHub.values()];
+  }
+
+  /** Some lookup of the last search failed (then Re-check asks the hubs again, not the cache). */
+  hasFailedLookups() {
+    return Boolean(this.state.resolveError) ||
+      Object.values(this.state.resolutions).some((res) => (res.errors ?? []).length > 0);
+  }
+
+  /** Aggregate progress of running downloads for the open button: {active, fraction|null} or null. */
+  activeProgress() {
+    let done = 0;
+    let total = 0;
+    let active = 0;
+    let unknown = false;
+    for (const { item } of Object.values(this.state.items)) {
+      if (!ACTIVE_ITEM_STATES.has(item.state)) continue;
+      active += 1;
+      if (typeof item.total === "number" && item.total > 0) {
+        total += item.total;
+        done += Math.min(item.downloaded ?? 0, item.total);
+      } else {
+        unknown = true;
+      }
+    }
+    if (!active) return null;
+    return { active, fraction: unknown || !total ? null : done / total };
   }
 
   /** What a download of `key` would fetch: {url, sha256?, size?, candidate?} or null. */
@@ -176,7 +250,7 @@ export class FixerController {
    * Scan the loaded graph, then search the hubs for missing files.
    * `resolve`: "auto" (only keys not resolved yet), "force" (all missing), "never".
    */
-  async check({ resolve = "auto" } = {}) {
+  async check({ resolve = "auto", refresh = false } = {}) {
     const seq = ++this.checkSeq;
     const s = this.state;
     let workflow;
@@ -217,9 +291,10 @@ export class FixerController {
     s.resolveError = null;
     this.emit();
     try {
-      const res = await api.resolve(workflow);
+      const res = await api.resolve(workflow, { refresh });
       if (seq !== this.checkSeq) return;
       this.applyScan(res);
+      if (refresh) s.resolutions = {};
       for (const r of res.resolutions ?? []) {
         s.resolutions[r.key] = {
           candidates: Array.isArray(r.candidates) ? r.candidates : [],
@@ -240,9 +315,23 @@ export class FixerController {
     return this.check({ resolve: "never" });
   }
 
+  /** Re-check: scan again and search the hubs; after failed lookups, past the server's cache. */
+  recheck() {
+    return this.check({ resolve: "force", refresh: this.hasFailedLookups() });
+  }
+
   applyScan(scan) {
     const s = this.state;
     s.references = Array.isArray(scan?.references) ? scan.references : [];
+    // "Present" is only true when the node's widget names a file ComfyUI lists.
+    for (const ref of s.references) {
+      if (ref.status !== "present") continue;
+      try {
+        ref.listed = listedByComfyUI(this.app, ref);
+      } catch {
+        ref.listed = null;
+      }
+    }
     s.summary = scan?.summary ?? null;
     s.warnings = Array.isArray(scan?.warnings) ? scan.warnings : [];
   }
@@ -348,31 +437,57 @@ export class FixerController {
     }
   }
 
-  /** A job started here ended: refresh the node combos, embed sources, rescan, say so. */
+  /** The frontend's own refresh (model lists, missing-model markers, redraw); never throws. */
+  async refreshFrontend() {
+    try {
+      await this.hooks.refreshFrontend?.();
+    } catch (e) {
+      console.warn("[ComfyFixer] the frontend refresh failed", e);
+    }
+  }
+
+  /**
+   * A job started here ended: refresh ComfyUI's lists and missing-model markers, point the
+   * widgets at the files, rescan, and say exactly what was and was not fixed.
+   */
   async finish(job) {
     const items = job.items ?? [];
-    const done = items.filter((i) => i.state === "done");
+    const done = items.filter((i) => i.state === "done" || i.state === "skipped");
     const failed = items.filter((i) => i.state === "failed");
+    const cancelled = items.filter((i) => i.state === "cancelled");
     if (done.length) {
-      try {
-        await this.app.refreshComboInNodes?.();
-      } catch (e) {
-        console.warn("[ComfyFixer] refreshComboInNodes failed", e);
+      await this.refreshFrontend();
+      // The widgets name the files the way ComfyUI now lists them (spelling, sub-folder).
+      for (const item of done) {
+        const ref = this.refByKey(itemKey(item));
+        if (ref) {
+          try {
+            setReferenceValue(this.app, ref, ref.filename);
+          } catch (e) {
+            console.warn("[ComfyFixer] could not update the widget", e);
+          }
+        }
       }
     }
     await this.check({ resolve: "never" }); // rows turn present
     let embedded = null;
     if (done.length && this.state.embedAfterFix) embedded = this.embedFor(done.map(itemKey), { quiet: true });
-    const names = done.map((i) => basename(i.filename)).join(", ");
+    const names = (list) => list.map((i) => basename(i.filename)).join(", ");
+    const failedText = failed.map((i) => `${basename(i.filename)} (${explainError(i.error)?.hint || i.error?.message || "failed"})`);
+    const notFixed = [
+      failed.length ? `Failed: ${failedText.join("; ")}.` : "",
+      cancelled.length ? `Cancelled: ${names(cancelled)}.` : "",
+    ].filter(Boolean).join(" ");
     const detail = [
-      done.length ? `${done.length} downloaded and verified: ${names}.` : "",
-      failed.length ? `${failed.length} failed: ${failed.map((i) => basename(i.filename)).join(", ")}.` : "",
+      done.length ? `${done.length} downloaded and verified: ${names(done)}.` : "",
+      notFixed ? `Not fixed: ${notFixed}` : "",
       embedded?.entries ? `Sources embedded in ${embedded.nodes} node(s); save the workflow to keep them.` : "",
     ].filter(Boolean).join(" ");
-    if (done.length && !failed.length) this.notify("success", "Missing models fixed", detail);
-    else if (done.length) this.notify("warn", "Some models could not be fixed", detail);
+    const total = items.length;
+    if (done.length && !notFixed) this.notify("success", "Missing models fixed", detail);
+    else if (done.length) this.notify("warn", `${done.length} of ${total} models fixed`, detail);
     else if (failed.length) this.notify("error", "Download failed", detail);
-    else this.notify("info", "Download cancelled", "Nothing was downloaded.");
+    else this.notify("warn", "Download cancelled", `Nothing was downloaded. ${notFixed}`.trim());
   }
 
   // ---------------------------------------------------------------- user actions
@@ -434,7 +549,8 @@ export class FixerController {
       const res = await api.download(items.map((x) => x.item));
       const jobId = res.job_id;
       for (const { key, choice } of items) {
-        this.sources[key] = { url: choice.candidate?.download_url ?? choice.url, sha256: choice.sha256 };
+        const url = choice.candidate ? canonicalHubUrl(choice.candidate.download_url, choice.candidate.backend) : choice.url;
+        this.sources[key] = { url, sha256: choice.sha256 };
       }
       this.watched.add(jobId);
       // Small files can be done before this answer arrives: the job in it may be final already.
@@ -479,6 +595,61 @@ export class FixerController {
     return this.rowRequest(key, (jobId, itemId) => api.retryItem(jobId, itemId));
   }
 
+  /** Retry every failed row (Retry failed (n)). */
+  async retryFailed() {
+    const keys = this.failedKeys();
+    await Promise.all(keys.map((key) => this.retry(key)));
+    return keys.length;
+  }
+
+  /** Select and center a node that uses `key`: the first, then the next one on each call. */
+  locate(key) {
+    const ref = this.refByKey(key);
+    const nodes = ref ? uniqueNodes(ref) : [];
+    this.locateNext ??= {};
+    const index = this.locateNext[key] ?? 0;
+    this.locateNext[key] = (index + 1) % Math.max(1, nodes.length);
+    const loc = nodes[index % Math.max(1, nodes.length)];
+    if (!loc || !locateNode(this.app, loc)) {
+      this.notify("warn", "Node not found", `No node of the loaded graph uses ${basename(ref?.filename ?? key)} any more.`);
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Fix an "elsewhere" row without a download, on the server: "link" (hard link, else a copy),
+   * "move", or "relink" (the node loads the file where it is).  Then point the widgets at it.
+   */
+  async placeFile(key, mode) {
+    const ref = this.refByKey(key);
+    if (!ref) return null;
+    const s = this.state;
+    s.busy[key] = true;
+    this.emit({ kind: "row", key });
+    try {
+      const source = ref.local_path ?? ref.found_abs_path ?? ref.found_path;
+      const out = await api.relink({ source, folder: ref.directory, name: ref.filename, mode });
+      await this.refreshFrontend();
+      if (mode === "relink") {
+        const target = relinkTarget(ref);
+        if (target.value) setReferenceValue(this.app, ref, target.value);
+      } else {
+        setReferenceValue(this.app, ref, ref.filename);
+      }
+      const verb = { link: "Linked", move: "Moved", relink: "Relinked" }[mode] ?? "Done";
+      this.notify("success", `${verb}: ${basename(ref.filename)}`,
+        out?.sha256 ? `sha256 ${String(out.sha256).slice(0, 12)}… verified at ${out.path ?? ""}` : (out?.path ?? ""));
+      return out;
+    } catch (e) {
+      this.notifyError(`Could not ${mode} ${basename(ref.filename)}`, e);
+      return null;
+    } finally {
+      delete s.busy[key];
+      await this.check({ resolve: "never" });
+    }
+  }
+
   async cancelJob(jobId) {
     try {
       this.applyJob(await api.cancelJob(jobId));
@@ -500,6 +671,7 @@ export class FixerController {
         problems.push(e.message);
       }
     }
+    if (changed) await this.refreshFrontend();
     if (changed) this.notify("success", "Relinked", `${changed} widget(s) now point at the files on disk.`);
     if (problems.length) this.notify("warn", "Some files could not be relinked", problems.join("\n"));
     await this.check({ resolve: "never" });
@@ -514,7 +686,10 @@ export class FixerController {
       const item = this.state.items[key]?.item;
       const known = this.sources[key];
       const choice = this.choiceFor(key);
-      const url = known?.url ?? choice?.candidate?.download_url ?? choice?.url ?? ref.url;
+      // The canonical hub URL (huggingface.co, civitai.com), never the configured mirror endpoint.
+      const url = known?.url ?? (choice?.candidate
+        ? canonicalHubUrl(choice.candidate.download_url, choice.candidate.backend)
+        : choice?.url) ?? ref.url;
       const sha256 = (item?.state === "done" && item.sha256) || known?.sha256 || choice?.sha256 || ref.hash;
       if (url) sources.push({ ref, url, sha256 });
     }

@@ -44,15 +44,88 @@ export function progressFraction(downloaded, total) {
   return Math.max(0, Math.min(1, downloaded / total));
 }
 
-/** Header line: "3 missing · 2 present · 1 elsewhere" (zero counts left out, except missing). */
+/**
+ * Header line: "3 missing · 1 elsewhere · 2 present · 1 optional" (zero counts left out, except
+ * missing).  Built from the same counts as the badge and the group headers (see countRows).
+ */
 export function summaryText(summary) {
   if (!summary) return "";
   const parts = [`${summary.missing ?? 0} missing`];
-  if (summary.present) parts.push(`${summary.present} present`);
   if (summary.elsewhere) parts.push(`${summary.elsewhere} elsewhere`);
+  if (summary.present) parts.push(`${summary.present} present`);
   if (summary.optional_missing) parts.push(`${summary.optional_missing} optional`);
   return parts.join(" · ");
 }
+
+/**
+ * The row group a reference belongs to: "missing" (needed, not on disk), "optional" (missing
+ * but only muted/bypassed nodes use it), "elsewhere" (on disk under another folder) or "present".
+ */
+export function rowGroup(ref) {
+  if (ref?.status === "missing") return ref.optional ? "optional" : "missing";
+  if (ref?.status === "elsewhere") return "elsewhere";
+  if (ref?.status === "present") return "present";
+  return "missing";
+}
+
+/** {missing, optional_missing, elsewhere, present}: one count per row, the badge's included. */
+export function countRows(refs) {
+  const out = { missing: 0, optional_missing: 0, elsewhere: 0, present: 0 };
+  for (const ref of refs ?? []) {
+    const g = rowGroup(ref);
+    out[g === "optional" ? "optional_missing" : g] += 1;
+  }
+  return out;
+}
+
+/** The distinct nodes of a reference (a node listed twice, by widget and by properties.models, counts once). */
+export function uniqueNodes(ref) {
+  const seen = new Map();
+  const list = Array.isArray(ref?.nodes) && ref.nodes.length
+    ? ref.nodes
+    : ref?.node_id !== undefined && ref?.node_id !== null ? [{ node_id: ref.node_id, node_type: ref.node_type }] : [];
+  for (const loc of list) {
+    if (loc?.node_id === undefined || loc?.node_id === null) continue;
+    const path = Array.isArray(loc.subgraph_path) ? loc.subgraph_path : [];
+    const id = `${path.join(":")}:${loc.node_id}`;
+    if (!seen.has(id)) seen.set(id, { ...loc, subgraph_path: path });
+  }
+  return [...seen.values()];
+}
+
+/** "similar name (0.60), precision differs" -> "similar name, 60% alike, precision differs". */
+export function plainReason(reason) {
+  return String(reason ?? "")
+    .replace(/similar name \((0?\.\d+|1(?:\.0+)?)\)/g, (_, x) => `similar name, ${Math.round(Number(x) * 100)}% alike`)
+    .replace(/\bsha256\b/g, "checksum");
+}
+
+const FOLDER_WORDS = { unet: "diffusion_models", clip: "text_encoders" };
+
+/**
+ * Labels for the paths of one folder key, for the "Save to" choice: the first (ComfyUI's
+ * default) by the key's name ("diffusion_models (default)", never its legacy "models/unet"),
+ * the others by the shortest distinct tail.  Paths under ComfyUI's output/ are left out (index
+ * kept: the server's folder_index counts every path).  -> [{index, label, path}]
+ */
+export function folderChoices(directory, paths) {
+  const list = (paths ?? []).map((path, index) => ({ index, path: String(path ?? "") }));
+  const usable = list.filter(({ path, index }) => index === 0 || !/(^|[\\/])output[\\/][^\\/]+[\\/]?$/.test(path));
+  const labels = shortPaths(usable.map((x) => x.path));
+  const key = FOLDER_WORDS[directory] ?? directory ?? "";
+  return usable.map((x, i) => ({ ...x, label: x.index === 0 ? `${key} (default)` : labels[i] }));
+}
+
+/** Which hub an error or a candidate is about: "Civitai", "Hugging Face" or "". */
+export function hubName(value) {
+  const s = String(value ?? "").toLowerCase();
+  if (s.includes("civitai")) return "Civitai";
+  if (s.includes("hugging") || s === "hf" || s.includes("hf_endpoint")) return "Hugging Face";
+  return "";
+}
+
+/** Error types that mean "the hub did not answer" (a banner with Retry, not a row error). */
+export const UNREACHABLE_TYPES = new Set(["NetworkError", "RateLimitedError", "APISearchError", "TimeoutError"]);
 
 /** One progress line: "12.0 MB / 2.0 GB · 5.0 MB/s · ETA 0:42". */
 export function progressText(item) {
@@ -76,8 +149,8 @@ export function basename(name) {
 
 // What the user can do about a failure, keyed by the server's exception class.
 const ERROR_HELP = {
-  AuthRequiredError: "Login required: add your token under Tokens below, then Retry.",
-  GatedRepoError: "Gated model: accept its licence on the model page, add your Hugging Face token under Tokens, then Retry.",
+  AuthRequiredError: "Login required: add your token under Settings, then Retry.",
+  GatedRepoError: "Gated model: accept its licence on the model page, add your Hugging Face token under Settings, then Retry.",
   EarlyAccessError: "Early access on Civitai: not downloadable yet without access.",
   AccessDeniedError: "The hub refused access: check the model page and your token.",
   NotFoundError: "Not found on the hub any more (removed or renamed): pick another candidate or paste a URL.",
@@ -122,4 +195,28 @@ export function shortPaths(paths, minParts = 2) {
     if (new Set(labels).size === labels.length) return labels;
   }
   return split.map((parts) => parts.join("/"));
+}
+
+const CANONICAL_HUBS = { huggingface: "https://huggingface.co", civitai: "https://civitai.com" };
+
+/**
+ * The URL to write into a shared workflow for a hub candidate: the same path on the public hub
+ * (huggingface.co, civitai.com), never the mirror or endpoint this server is configured with.
+ * Other URLs (pasted by the user) are returned as they are.
+ */
+export function canonicalHubUrl(url, backend) {
+  const base = CANONICAL_HUBS[String(backend ?? "").toLowerCase()];
+  if (!base || typeof url !== "string") return url ?? null;
+  try {
+    const u = new URL(url);
+    const canon = new URL(base);
+    if (String(backend).toLowerCase() === "huggingface" && !/\/resolve\//.test(u.pathname)) return url;
+    if (String(backend).toLowerCase() === "civitai" && !/^\/api\/download\/models\//.test(u.pathname)) return url;
+    u.protocol = canon.protocol;
+    u.host = canon.host;
+    u.port = "";
+    return u.href;
+  } catch {
+    return url;
+  }
 }

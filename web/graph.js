@@ -123,6 +123,39 @@ function setWidget(app, node, widget, value) {
   node.onWidgetChanged?.(widget.name, value, undefined, widget);
 }
 
+/** Rename `properties.models` entries of `node` from `oldName` to `newName` (same folder). */
+function renameModelEntries(node, oldName, newName, directory) {
+  const models = node?.properties?.models;
+  if (!Array.isArray(models)) return 0;
+  let n = 0;
+  for (const entry of models) {
+    if (normName(entry?.name) === normName(oldName) && (entry?.directory ?? directory) === directory) {
+      entry.name = newName;
+      n += 1;
+    }
+  }
+  return n;
+}
+
+/**
+ * Point every widget of `ref`'s nodes that names `ref.filename` at `value`, and rename the
+ * node's `properties.models` entries with it (an old entry would keep the scan reporting the old
+ * name).  Returns the number of widgets changed.
+ */
+export function setReferenceValue(app, ref, value) {
+  let changed = 0;
+  for (const { node, loc } of refNodes(app, ref)) {
+    for (const widget of modelWidgets(node, ref.filename, loc.where)) {
+      const spelled = comboSpelling(widget, value);
+      if (widget.value !== spelled) setWidget(app, node, widget, spelled);
+      changed += 1;
+    }
+    if (normName(value) !== normName(ref.filename)) renameModelEntries(node, ref.filename, value, ref.directory);
+  }
+  if (changed) markGraphChanged(app);
+  return changed;
+}
+
 /**
  * Relink: point every widget that names `ref.filename` at the file already on disk
  * (`ref.found_path`).  Returns the number of widgets changed; throws Error with a reason.
@@ -130,16 +163,74 @@ function setWidget(app, node, widget, value) {
 export function relinkReference(app, ref) {
   const target = relinkTarget(ref);
   if (!target.value) throw new Error(`Cannot relink ${ref?.filename}: ${target.reason}`);
-  let changed = 0;
+  const changed = setReferenceValue(app, ref, target.value);
+  if (!changed) throw new Error(`Cannot relink ${ref?.filename}: no widget in the graph holds that name any more`);
+  return changed;
+}
+
+/**
+ * Whether ComfyUI lists `ref.filename` in the combo of every widget that names it: true, false
+ * (a widget's list lacks it: the node would fail to load it), or null (no combo list to check).
+ */
+export function listedByComfyUI(app, ref) {
+  let checked = false;
   for (const { node, loc } of refNodes(app, ref)) {
     for (const widget of modelWidgets(node, ref.filename, loc.where)) {
-      setWidget(app, node, widget, comboSpelling(widget, target.value));
-      changed += 1;
+      const values = widget?.options?.values;
+      const list = typeof values === "function" ? safeCall(values) : values;
+      if (!Array.isArray(list)) continue;
+      checked = true;
+      if (!list.some((v) => normName(v) === normName(widget.value))) return false;
     }
   }
-  if (!changed) throw new Error(`Cannot relink ${ref?.filename}: no widget in the graph holds that name any more`);
-  markGraphChanged(app);
-  return changed;
+  return checked ? true : null;
+}
+
+/**
+ * Locate: select node `loc` ({node_id, subgraph_path}) and center the canvas on it, opening the
+ * subgraph(s) it lives in.  Returns true when the node was found.
+ */
+export function locateNode(app, loc) {
+  const canvas = app?.canvas;
+  const root = getRootGraph(app);
+  if (!canvas) return false;
+  let graph = root;
+  const hops = [];
+  for (const instanceId of loc?.subgraph_path ?? []) {
+    const instance = nodeIn(graph, instanceId);
+    if (!instance?.subgraph) return false;
+    hops.push(instance);
+    graph = instance.subgraph;
+  }
+  let node = nodeIn(graph, loc?.node_id);
+  if (!node && !hops.length) {
+    // A node of a subgraph definition reported without a path: open it through its first instance.
+    for (const sub of subgraphsOf(root)) {
+      const found = nodeIn(sub, loc?.node_id);
+      const instance = found ? (root.nodes ?? []).find((n) => n?.subgraph === sub) : null;
+      if (found && instance) {
+        hops.push(instance);
+        node = found;
+        break;
+      }
+    }
+  }
+  if (!node) return false;
+  try {
+    if (hops.length) {
+      if (canvas.graph !== root) canvas.setGraph?.(root);
+      for (const instance of hops) canvas.openSubgraph?.(instance.subgraph, instance);
+    } else if (canvas.graph && canvas.graph !== root) {
+      canvas.setGraph?.(root);
+    }
+  } catch (e) {
+    console.warn("[ComfyFixer] could not open the subgraph", e);
+  }
+  canvas.deselectAll?.();
+  canvas.selectNode?.(node, false);
+  canvas.centerOnNode?.(node);
+  canvas.setDirty?.(true, true);
+  return true;
 }
 
 /**

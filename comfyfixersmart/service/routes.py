@@ -330,12 +330,21 @@ class FixerRoutes:
         result = await asyncio.to_thread(self._analyze, workflow, False, None)
         return web.json_response(result)
 
+    @staticmethod
+    def _refresh_flag(body: Mapping[str, Any]) -> bool:
+        """``body["refresh"]``: True asks the hubs again instead of the search cache."""
+        value = body.get("refresh", False)
+        if not isinstance(value, bool):
+            raise ValidationError("refresh must be true or false")
+        return value
+
     @_guarded
     async def resolve(self, request: web.Request) -> web.Response:
         body = await _read_json(request)
         workflow = require_workflow(body)
         min_confidence = optional_min_confidence(body)
-        result = await asyncio.to_thread(self._analyze, workflow, True, min_confidence)
+        refresh = self._refresh_flag(body)
+        result = await asyncio.to_thread(self._analyze, workflow, True, min_confidence, refresh)
         return web.json_response(result)
 
     @_guarded
@@ -481,11 +490,18 @@ class FixerRoutes:
         value = config.min_confidence if min_confidence is None else min_confidence
         return max(value, AUTO_CHOICE_FLOOR)
 
-    def _analyze(self, workflow: dict, resolve: bool, min_confidence: Optional[float]) -> Dict[str, Any]:
+    def _analyze(self, workflow: dict, resolve: bool, min_confidence: Optional[float],
+                 refresh: bool = False) -> Dict[str, Any]:
         from ..report import reference_to_json, resolution_to_json, summarize
 
         config = self.effective_config()
         core = self._core(config)
+        if refresh:
+            # Re-check after failed lookups: a cached 404 or a stale answer must not come back;
+            # only the search cache is skipped (file hashes stay cached).
+            cache = getattr(getattr(core, "search", None), "cache", None)
+            if cache is not None:
+                cache.enabled = False
         try:
             analysis: AnalysisResult = core.analyze_data(workflow, resolve=resolve, limit=config.max_references)
         finally:

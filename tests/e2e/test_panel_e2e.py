@@ -113,6 +113,23 @@ def _open_panel(page):
     return panel
 
 
+def _expand(row):
+    """Rows are one line; a click opens the choices and details."""
+    from playwright.sync_api import expect
+
+    line = row.get_by_test_id("comfyfixer-row-line")
+    if line.get_attribute("aria-expanded") != "true":
+        line.click()
+    expect(line).to_have_attribute("aria-expanded", "true")
+
+
+def _tab(panel, name):
+    from playwright.sync_api import expect
+
+    panel.get_by_test_id(f"comfyfixer-tab-{name}").click()
+    expect(panel.get_by_test_id(f"comfyfixer-tab-{name}")).to_have_attribute("aria-selected", "true")
+
+
 def _files_under(root: Path):
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
@@ -161,6 +178,8 @@ def test_fix_missing_models_in_the_browser(frontend, hub, workflow, tmp_path, co
     download_all = panel.get_by_test_id("comfyfixer-download-all")
     expect(download_all).to_be_enabled(timeout=90_000)
     lora_row = _row(panel, LORA)
+    _expand(lora_row)
+    _expand(_row(panel, CKPT))
     expect(lora_row.get_by_test_id("comfyfixer-candidate")).to_be_visible()
     expect(lora_row.locator(".cf-reason .cf-conf")).to_have_text(re.compile(r"^\d{1,3}%$"))
     assert lora_row.get_by_test_id("comfyfixer-candidate").input_value() != "-1", "the exact Civitai match is confident"
@@ -177,6 +196,7 @@ def test_fix_missing_models_in_the_browser(frontend, hub, workflow, tmp_path, co
     page.screenshot(path=str(ARTIFACTS / f"panel-{frontend}.png"))
 
     # Relink: the node now names the file where it really is.
+    _expand(_row(panel, ELSEWHERE))
     _row(panel, ELSEWHERE).get_by_test_id("comfyfixer-relink").click()
     expect(_row(panel, f"sd15/{ELSEWHERE}")).to_have_attribute("data-status", "present", timeout=30_000)
     assert page.evaluate(NODE_PROPS_JS, 11)["widgets"][0] == f"sd15/{ELSEWHERE}"
@@ -200,16 +220,20 @@ def test_fix_missing_models_in_the_browser(frontend, hub, workflow, tmp_path, co
     values = page.evaluate("""() => window.app.rootGraph.getNodeById(10).widgets[0].options.values""")
     assert LORA in values
 
-    # Embed sources: properties.models on the loaders, in the frontend's schema, no secrets.
+    # Embed sources (off after a download by default: it marks the workflow changed): on request,
+    # properties.models on the loaders, in the frontend's schema, the hubs' canonical URLs, no secrets.
+    panel.get_by_test_id("comfyfixer-embed").click()
+    expect(page.get_by_text("Sources embedded").first).to_be_visible(timeout=15_000)
     lora_props = page.evaluate(NODE_PROPS_JS, 10)["models"]
     ckpt_props = page.evaluate(NODE_PROPS_JS, 4)["models"]
     assert lora_props and lora_props[-1]["name"] == LORA and lora_props[-1]["directory"] == "loras"
     assert lora_props[-1]["hash"] == _sha256(LORA_BYTES) and lora_props[-1]["hash_type"] == "sha256"
-    assert lora_props[-1]["url"].startswith(hub.civitai_url + "/api/download/models/")
+    assert lora_props[-1]["url"].startswith("https://civitai.com/api/download/models/"), lora_props
     assert ckpt_props and ckpt_props[-1]["name"] == CKPT and ckpt_props[-1]["directory"] == "checkpoints"
     assert ckpt_props[-1]["hash"] == _sha256(CKPT_BYTES)
     saved = page.evaluate("() => JSON.stringify(window.app.rootGraph.serialize())")
-    assert "properties" in saved and hub.hf_url in saved and "token=" not in saved.lower()
+    assert ckpt_props[-1]["url"].startswith("https://huggingface.co/stable-diffusion-v1-5/"), ckpt_props
+    assert "properties" in saved and hub.hf_url not in saved and "token=" not in saved.lower()
 
     # The server kept the job; a reload of the page shows it finished.
     jobs = server.get_json("/comfyfixer/jobs")["jobs"]
@@ -219,10 +243,11 @@ def test_fix_missing_models_in_the_browser(frontend, hub, workflow, tmp_path, co
     page.wait_for_function("() => !!(window.app && window.app.graph && window.app.extensionManager)", timeout=60_000)
     page.evaluate(LOAD_JS, workflow)
     panel = _open_panel(page)
-    page.get_by_text("Downloads (").first.click()
+    _tab(panel, "downloads")
     finished = panel.locator(f'[data-testid="comfyfixer-job"][data-job-id="{job["id"]}"]')
     expect(finished).to_have_attribute("data-state", "done", timeout=30_000)
     expect(finished).to_contain_text(LORA)
+    _tab(panel, "models")
     expect(_row(panel, LORA)).to_have_attribute("data-status", "present", timeout=30_000)
 
     ours = [e for e in page_logs.errors if "comfyfixer" in e.lower() or "extensions/ComfyFixerSmart" in e]
@@ -264,11 +289,13 @@ def test_subgraph_workflow_with_metadata_source(shared_dir, tmp_path, comfyui_in
         panel = _open_panel(page)
         row = _row(panel, SUBGRAPH_MODEL)
         expect(row).to_have_attribute("data-status", "missing", timeout=30_000)
+        _expand(row)
         expect(row).to_contain_text("subgraph")
         download_all = panel.get_by_test_id("comfyfixer-download-all")
         expect(download_all).to_be_enabled(timeout=60_000)
         download_all.click()
         expect(row).to_have_attribute("data-status", "present", timeout=60_000)
+        panel.get_by_test_id("comfyfixer-embed").click()
         target = base / "models" / "checkpoints" / SUBGRAPH_MODEL
         assert _sha256(target.read_bytes()) == _sha256(SUBGRAPH_BYTES)
 
@@ -277,7 +304,9 @@ def test_subgraph_workflow_with_metadata_source(shared_dir, tmp_path, comfyui_in
         embedded = page.evaluate(SUBGRAPH_PROPS_JS)
         assert len(embedded) == 2
         # The resolver may pin the revision (resolve/<commit>/...): same repo and file either way.
-        same_source = re.compile(re.escape(f"{hub.hf_url}/comfy-org/fake-models/resolve/") + r"[^/]+/"
+        # The canonical hub URL, or the one the workflow itself named.
+        same_source = re.compile(f"({re.escape('https://huggingface.co')}|{re.escape(hub.hf_url)})"
+                                 + re.escape("/comfy-org/fake-models/resolve/") + r"[^/]+/"
                                  + re.escape(SUBGRAPH_MODEL) + "$")
         for models in embedded:
             entry = models[-1]
@@ -327,6 +356,7 @@ def test_login_required_is_explained_then_token_and_retry_fix_it(tmp_path, comfy
         page.evaluate(LOAD_JS, _single_lora_workflow(AUTH_LORA))
         panel = _open_panel(page)
         row = _row(panel, AUTH_LORA)
+        _expand(row)
         select = row.get_by_test_id("comfyfixer-candidate")
         expect(select).to_be_visible(timeout=60_000)
         if select.input_value() == "-1":
@@ -338,14 +368,16 @@ def test_login_required_is_explained_then_token_and_retry_fix_it(tmp_path, comfy
         expect(error).to_contain_text("token")
         assert not (base / "models" / "loras" / AUTH_LORA).exists()
 
-        panel.get_by_text("Tokens & settings").click()
+        _tab(panel, "settings")
         key_input = panel.get_by_label("Civitai API key")
         key_input.fill(CIVITAI_KEY)
-        panel.get_by_test_id("comfyfixer-save-settings").click()
-        expect(panel.locator(".cf-settings")).to_contain_text("Civitai API key set", timeout=15_000)
+        panel.get_by_test_id("comfyfixer-save-civitai_token").click()
+        expect(panel.get_by_test_id("comfyfixer-civitai_token-status")).to_have_text("set", timeout=15_000)
         assert server.get_json("/comfyfixer/settings")["civitai_token_set"] is True
         assert CIVITAI_KEY not in page.content()
 
+        _tab(panel, "models")
+        _expand(row)
         row.get_by_test_id("comfyfixer-retry").click()
         expect(row).to_have_attribute("data-status", "present", timeout=60_000)
         assert _sha256((base / "models" / "loras" / AUTH_LORA).read_bytes()) == _sha256(AUTH_BYTES)
@@ -461,13 +493,18 @@ def test_target_folder_pasted_url_and_commands(frontend, tmp_path, comfyui_insta
         expect(panel).to_be_visible()
 
         lora_row, paste_row, orphan_row = _row(panel, LORA), _row(panel, PASTE_LORA), _row(panel, ORPHAN)
+        expect(panel.get_by_test_id("comfyfixer-recheck")).to_be_enabled(timeout=60_000)  # the search is over
+        for r in (lora_row, paste_row, orphan_row):
+            _expand(r)
         expect(lora_row.get_by_test_id("comfyfixer-candidate")).not_to_have_value("-1", timeout=60_000)
         expect(paste_row).to_contain_text("No candidate found")
 
         # Several loras paths: each loras row offers them, ComfyUI's first one by default.
         target = lora_row.get_by_test_id("comfyfixer-folder")
         expect(target).to_have_value("0")
-        expect(target.locator("option")).to_have_count(len(loras))
+        # Every path of the key but ComfyUI's output/ (never a place to download models to).
+        assert Path(loras[-1]).parent.name == "output", loras
+        expect(target.locator("option")).to_have_count(len(loras) - 1)
         expect(target.locator("option").first).to_contain_text("(default)")
         expect(target.locator("option").nth(1)).to_have_attribute("title", loras[1])
         expect(target.locator("option").nth(1)).to_have_text("…/extra_models/loras")
@@ -567,6 +604,7 @@ def test_live_progress_cancel_retry(frontend, tmp_path, comfyui_install, start_c
         download_all = panel.get_by_test_id("comfyfixer-download-all")
         expect(download_all).to_be_enabled(timeout=60_000)
         for name in (CKPT, LORA, VAE):
+            _expand(_row(panel, name))
             select = _row(panel, name).get_by_test_id("comfyfixer-candidate")
             expect(select).to_be_visible()
             if select.input_value() == "-1":  # a pickle checkpoint is offered, not taken: the user picks it
@@ -663,7 +701,24 @@ assert.equal(f.formatPercent(0.923), "92%");
 assert.equal(f.formatPercent(1.7), "100%");
 assert.equal(f.progressFraction(5, 10), 0.5);
 assert.equal(f.progressFraction(5, null), null);
-assert.equal(f.summaryText({missing: 3, present: 2, elsewhere: 1}), "3 missing · 2 present · 1 elsewhere");
+assert.equal(f.summaryText({missing: 3, present: 2, elsewhere: 1}), "3 missing · 1 elsewhere · 2 present");
+// One count per row, the same for the badge, the header and the groups.
+const refs = [{status: "missing"}, {status: "missing", optional: true}, {status: "elsewhere"}, {status: "present"}, {status: "missing"}];
+assert.deepEqual(f.countRows(refs), {missing: 2, optional_missing: 1, elsewhere: 1, present: 1});
+assert.equal(f.rowGroup({status: "missing", optional: true}), "optional");
+// A node listed by its widget and by properties.models counts once; subgraph copies apart.
+assert.equal(f.uniqueNodes({nodes: [{node_id: 4, where: "inputs.ckpt_name"}, {node_id: 4, where: "properties.models"},
+  {node_id: 4, subgraph_path: [9]}]}).length, 2);
+assert.equal(f.plainReason("similar name (0.60), precision differs"), "similar name, 60% alike, precision differs");
+assert.deepEqual(f.folderChoices("unet", ["/c/models/unet", "/c/models/diffusion_models", "/c/output/unet"]).map((x) => [x.index, x.label]),
+  [[0, "diffusion_models (default)"], [1, "…/models/diffusion_models"]]);
+assert.equal(f.canonicalHubUrl("http://127.0.0.1:9/org/r/resolve/main/a.safetensors", "huggingface"),
+  "https://huggingface.co/org/r/resolve/main/a.safetensors");
+assert.equal(f.canonicalHubUrl("https://hf-mirror.com/org/r/resolve/abc/a.gguf", "huggingface"), "https://huggingface.co/org/r/resolve/abc/a.gguf");
+assert.equal(f.canonicalHubUrl("http://127.0.0.1:9/api/download/models/5?type=Model", "civitai"), "https://civitai.com/api/download/models/5?type=Model");
+assert.equal(f.canonicalHubUrl("https://example.org/x.safetensors", "pasted"), "https://example.org/x.safetensors");
+assert.equal(f.hubName("civitai"), "Civitai");
+assert.equal(f.hubName("huggingface"), "Hugging Face");
 assert.equal(f.summaryText({missing: 0, present: 4, elsewhere: 0}), "0 missing · 4 present");
 assert.equal(f.progressText({downloaded: 1048576, total: 2097152, speed: 1048576, eta: 1, state: "downloading"}),
              "1.0 MB / 2.0 MB · 1.0 MB/s · ETA 0:01");
