@@ -78,6 +78,11 @@ export const retryItem = (jobId, itemId) => call("POST", `/jobs/${enc(jobId)}/it
  *  mode: "link" (hard link, else copy) | "move" | "relink"} -> {path, mode, sha256}.
  */
 export const relink = (body) => call("POST", "/relink", body);
+/**
+ * Sources for every file the workflow names, present ones included (found by sha256), with
+ * canonical hub URLs -> {sources: [{key, name, directory, url, sha256, found_by}], unsourced}.
+ */
+export const sources = (workflow) => call("POST", "/sources", { workflow });
 export const getSettings = () => call("GET", "/settings");
 /** Store tokens on the server (null clears one); the page never reads a token back. */
 export const saveSettings = (values) => call("POST", "/settings", values);

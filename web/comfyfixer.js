@@ -16,7 +16,6 @@ import { h } from "./dom.js";
 
 const EXTENSION = "ComfyFixerSmart.FixMissingModels";
 const SETTING_AUTO_CHECK = "ComfyFixer.AutoCheck";
-const SETTING_EMBED_AFTER = "ComfyFixer.EmbedAfterDownload";
 const ACTION_BAR_CLASS = "comfyfixer-actionbar-button";
 const OPEN_TESTID = "comfyfixer-open";
 const AUTO_CHECK_DELAY_MS = 600;
@@ -33,15 +32,11 @@ function ensure() {
   if (!controller) {
     controller = new FixerController(app, notify, { refreshFrontend: () => refreshFrontend(app) });
     controller.start();
-    controller.setEmbedAfterFix(settingValue(SETTING_EMBED_AFTER, false));
     panel = new FixerPanel(controller, {
       onClose: () => dock.close(),
       embedAfter: {
         get: () => controller.state.embedAfterFix,
-        set: (on) => {
-          controller.setEmbedAfterFix(on);
-          setSetting(SETTING_EMBED_AFTER, on);
-        },
+        set: (on) => controller.setEmbedAfterFix(on),
       },
     });
     dock = createDock(app, panel, { onShow: syncOpenButton, onHide: syncOpenButton });
@@ -103,15 +98,6 @@ function settingValue(id, fallback) {
     return v === undefined || v === null ? fallback : v;
   } catch {
     return fallback;
-  }
-}
-
-function setSetting(id, value) {
-  try {
-    const r = app.extensionManager?.setting?.set?.(id, value);
-    r?.catch?.((e) => console.warn("[ComfyFixer] could not save a setting", e));
-  } catch (e) {
-    console.warn("[ComfyFixer] could not save a setting", e);
   }
 }
 
@@ -270,10 +256,6 @@ app.registerExtension({
     { id: SETTING_AUTO_CHECK, category: ["ComfyFixerSmart", "Panel", "Auto check"],
       name: "Check for missing models when a workflow loads", type: "boolean", defaultValue: true,
       tooltip: "Scans the loaded workflow against your model folders (no network) and shows the count on the Fix models button." },
-    { id: SETTING_EMBED_AFTER, category: ["ComfyFixerSmart", "Panel", "Embed after download"],
-      name: "Embed sources after download", type: "boolean", defaultValue: false,
-      tooltip: "Writes each downloaded file's hub URL and checksum into its loader (marks the workflow changed).",
-      onChange: (value) => controller?.setEmbedAfterFix(Boolean(value)) },
     ...serverSettings(),
   ],
   setup() {

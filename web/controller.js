@@ -12,6 +12,7 @@ import { safeHref } from "./dom.js";
 export const ACTIVE_ITEM_STATES = new Set(["queued", "connecting", "downloading", "verifying"]);
 export const TERMINAL_JOB_STATES = new Set(["done", "failed", "cancelled"]);
 const POLL_MS = 1500;
+const PICKLE_NAME = /\.(ckpt|pt|pth|bin|pkl|pickle)$/i;
 const MAX_JOBS_SHOWN = 20;
 
 function refKey(ref) {
@@ -471,7 +472,7 @@ export class FixerController {
     }
     await this.check({ resolve: "never" }); // rows turn present
     let embedded = null;
-    if (done.length && this.state.embedAfterFix) embedded = this.embedFor(done.map(itemKey), { quiet: true });
+    if (done.length && this.embedAfter()) embedded = this.embedFor(done.map(itemKey), { quiet: true });
     const names = (list) => list.map((i) => basename(i.filename)).join(", ");
     const failedText = failed.map((i) => `${basename(i.filename)} (${explainError(i.error)?.hint || i.error?.message || "failed"})`);
     const notFixed = [
@@ -532,6 +533,9 @@ export class FixerController {
       }
       const item = { filename: ref.filename, directory: ref.directory, url: choice.url };
       if (choice.sha256) item.sha256 = choice.sha256;
+      // A pickle format (.ckpt/.pt/.bin) is only fetched when the user picked it: that pick is
+      // the confirmation the server asks for.
+      if (choice.explicit && (choice.candidate?.pickle || PICKLE_NAME.test(ref.filename))) item.allow_pickle = true;
       if (choice.size) item.size = choice.size;
       // Several paths for this key (extra_model_paths.yaml): say which one, the default included.
       if (this.folderPaths(ref).length > 1) item.folder_index = this.targetIndex(key);
@@ -628,15 +632,13 @@ export class FixerController {
     s.busy[key] = true;
     this.emit({ kind: "row", key });
     try {
-      const source = ref.local_path ?? ref.found_abs_path ?? ref.found_path;
-      const out = await api.relink({ source, folder: ref.directory, name: ref.filename, mode });
+      const source = ref.local_path;
+      if (!source || !/^([/\\]|[A-Za-z]:)/.test(source)) throw new Error("The server did not say where the file is (no absolute path).");
+      const name = mode === "relink" ? (relinkTarget(ref).value ?? ref.filename) : ref.filename;
+      const out = await api.relink({ source, folder: ref.directory, name, mode });
       await this.refreshFrontend();
-      if (mode === "relink") {
-        const target = relinkTarget(ref);
-        if (target.value) setReferenceValue(this.app, ref, target.value);
-      } else {
-        setReferenceValue(this.app, ref, ref.filename);
-      }
+      // The node loads the file by the name the server answers (relink: where it already is).
+      setReferenceValue(this.app, ref, typeof out?.name === "string" && out.name ? out.name : name);
       const verb = { link: "Linked", move: "Moved", relink: "Relinked" }[mode] ?? "Done";
       this.notify("success", `${verb}: ${basename(ref.filename)}`,
         out?.sha256 ? `sha256 ${String(out.sha256).slice(0, 12)}… verified at ${out.path ?? ""}` : (out?.path ?? ""));
@@ -705,9 +707,42 @@ export class FixerController {
     return out;
   }
 
-  /** Embed sources for every reference we resolved or downloaded. */
-  embedAll() {
-    return this.embedFor(this.state.references.map(refKey));
+  /**
+   * Embed sources for every file of the workflow: the server finds a source for each (present
+   * files by sha256, canonical hub URLs); what it cannot source falls back to what this page
+   * resolved or downloaded.
+   */
+  async embedAll() {
+    let found = null;
+    try {
+      found = await api.sources(serializeWorkflow(this.app));
+    } catch (e) {
+      if (e.status !== 404) {
+        this.notifyError("Could not look up the sources", e);
+        return null;
+      }
+    }
+    if (!found) return this.embedFor(this.state.references.map(refKey)); // an older server
+    const byKey = new Map((Array.isArray(found.sources) ? found.sources : []).map((x) => [x.key, x]));
+    const list = [];
+    for (const ref of this.state.references) {
+      const src = byKey.get(refKey(ref));
+      if (src?.url) list.push({ ref, url: src.url, sha256: src.sha256 });
+    }
+    const sourced = new Set(list.map((x) => refKey(x.ref)));
+    const rest = this.state.references.map(refKey).filter((k) => !sourced.has(k));
+    const out = embedSources(this.app, list);
+    const extra = rest.length ? this.embedFor(rest, { quiet: true }) : { nodes: 0, entries: 0 };
+    const entries = out.entries + extra.entries;
+    const missing = this.state.references.length - entries;
+    if (entries) {
+      this.notify(missing ? "warn" : "success", "Sources embedded",
+        `${entries} of ${this.state.references.length} model source(s) written into the loaders (properties.models).` +
+        (missing ? ` No source found for ${missing}.` : "") + " Save the workflow to keep them.");
+    } else {
+      this.notify("info", "Nothing to embed", "No source was found for the files of this workflow.");
+    }
+    return { nodes: out.nodes + extra.nodes, entries };
   }
 
   async loadSettings() {
@@ -732,6 +767,12 @@ export class FixerController {
 
   setEmbedAfterFix(on) {
     this.state.embedAfterFix = Boolean(on);
+  }
+
+  /** Embed sources after a download: the server's setting when it has one, else the page's. */
+  embedAfter() {
+    const server = this.state.settings?.embed_after_download;
+    return typeof server === "boolean" ? server : this.state.embedAfterFix;
   }
 
   notifyError(summary, e) {

@@ -16,19 +16,21 @@ export const SERVER_FIELDS = [
     help: "Gated or private Hugging Face files need it. Stored on the ComfyUI server only." },
   { id: "min_confidence", keys: ["min_confidence"], kind: "percent", label: "Take a match automatically from (%)", min: 80, max: 100,
     help: "Download all picks a candidate by itself only when the match is at least this sure (never below 80%)." },
-  { id: "concurrency", keys: ["concurrency", "max_concurrent_downloads", "download_concurrency"], kind: "int",
-    label: "Downloads at once", min: 1, max: 16, help: "How many files download at the same time." },
-  { id: "allowed_hosts", keys: ["extra_allowed_hosts", "allowed_hosts_extra", "allowed_hosts"], kind: "list",
+  { id: "concurrency", keys: ["download_concurrency"], kind: "int",
+    label: "Downloads at once", min: 1, max: 64, help: "How many files download at the same time." },
+  { id: "allowed_hosts", keys: ["allowed_hosts_extra"], kind: "list",
     label: "Also allow downloads from", placeholder: "host.example, mirror.example",
     help: "Host names added to the download allow-list (Civitai and Hugging Face are always allowed)." },
   { id: "hf_endpoint", keys: ["hf_endpoint"], kind: "text", label: "Hugging Face endpoint or mirror", placeholder: "https://huggingface.co",
     help: "Where Hugging Face files are fetched from. Workflows keep huggingface.co links." },
-  { id: "proxy", keys: ["proxy", "https_proxy"], kind: "text", label: "Proxy", placeholder: "http://proxy:3128",
+  { id: "proxy", keys: ["proxy"], kind: "text", label: "Proxy", placeholder: "http://proxy:3128",
     help: "An HTTP(S) proxy for the hubs and downloads; empty for none." },
   { id: "auto_resume", keys: ["auto_resume"], kind: "bool", label: "Resume downloads after a restart",
     help: "Downloads that were running when ComfyUI stopped continue by themselves from their partial files." },
   { id: "allow_pickle", keys: ["allow_pickle"], kind: "bool", label: "Allow pickle formats (.ckpt, .pt, .bin)",
     help: "Pickle files can run code when loaded; off means they are never downloaded automatically." },
+  { id: "embed_after_download", keys: ["embed_after_download"], kind: "bool", label: "Embed sources after download",
+    help: "Writes each downloaded file's hub URL and checksum into its loader (marks the workflow changed)." },
 ];
 
 /** The server's key for `field` in `settings`, or null when the server does not have it. */
@@ -115,13 +117,15 @@ export class SettingsView {
       if (!serverKey(field, st)) continue;
       rows.push(h("label", { class: "cf-setting-label", title: field.help }, field.label), fieldControl(this.c, field));
     }
-    const embed = h("input", {
-      type: "checkbox", checked: Boolean(this.embedAfter?.get()), testid: "comfyfixer-embed-after",
-      "aria-label": "Embed sources after download",
-    });
-    embed.addEventListener("change", () => this.embedAfter?.set(embed.checked));
-    rows.push(h("label", { class: "cf-setting-label", title: "Writes the source URL and checksum into the loaders (marks the workflow changed)" },
-      "Embed sources after download"), h("span", { class: "cf-field" }, embed));
+    if (st && !("embed_after_download" in st)) {
+      // An older server: the page keeps this one in ComfyUI's settings.
+      const embed = h("input", {
+        type: "checkbox", checked: Boolean(this.embedAfter?.get()), "aria-label": "Embed sources after download",
+      });
+      embed.addEventListener("change", () => this.embedAfter?.set(embed.checked));
+      rows.push(h("label", { class: "cf-setting-label" }, "Embed sources after download"),
+        h("span", { class: "cf-field", testid: "comfyfixer-setting-embed_after_download" }, embed));
+    }
     this.el.replaceChildren(
       h("div", { class: "cf-muted", hidden: Boolean(st) }, "Reading the server's settings…"),
       h("div", { class: "cf-form" }, rows),

@@ -425,3 +425,90 @@ def test_contrast_in_dark_and_light_themes(frontend, tmp_path, comfyui_install, 
         finally:
             context.close()
     assert not _our_errors(page_logs), page_logs.errors
+
+
+# ---------------------------------------------------------------- sources for every file
+
+HF_FILE = "sd_xl_base_1.0.safetensors"
+HF_BYTES = blob(512 * 1024 + 11, seed=64)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_embed_sources_on_an_all_present_workflow(frontend, tmp_path, comfyui_install, start_comfyui, open_comfyui,
+                                                  page, page_logs):
+    """The workflow a user is about to share: every file present.  Embed sources writes a source
+    (canonical hub URL + sha256, found by hash) for every one of them."""
+    from playwright.sync_api import expect
+
+    base = tmp_path / "comfy"
+    (base / "models" / "loras").mkdir(parents=True)
+    (base / "models" / "loras" / LORA).write_bytes(LORA_BYTES)
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    (base / "models" / "checkpoints" / HF_FILE).write_bytes(HF_BYTES)
+    with FakeHub() as hub:
+        hub.add_civitai_model("epi_noiseoffset", {LORA: LORA_BYTES}, type="LORA", version_name="v2", downloads=40000)
+        hub.add_hf_repo("stabilityai/stable-diffusion-xl-base-1.0", {HF_FILE: HF_BYTES}, downloads=900000)
+        server = start_comfyui(base, front_end_root=_frontend_root(comfyui_install, frontend),
+                               env=_env(hub, tmp_path), user_settings=SETTINGS)
+        open_comfyui(server, page)
+        page.evaluate(LOAD_JS, _workflow([("CheckpointLoaderSimple", [HF_FILE]), ("LoraLoader", [LORA, 1, 1])]))
+        panel = _open(page)
+        expect(panel.get_by_test_id("comfyfixer-all-present")).to_be_visible(timeout=30_000)
+        panel.get_by_test_id("comfyfixer-embed").click()
+        expect(page.get_by_text("Sources embedded").first).to_be_visible(timeout=60_000)
+        props = page.evaluate("() => [1, 2].map((id) => window.app.rootGraph.getNodeById(id).properties?.models ?? null)")
+        ckpt, lora = (p[-1] if p else None for p in props)
+        assert ckpt and ckpt["name"] == HF_FILE and ckpt["directory"] == "checkpoints", props
+        assert ckpt["hash"] == _sha256(HF_BYTES) and ckpt["url"].startswith("https://huggingface.co/stabilityai/"), props
+        assert lora and lora["name"] == LORA and lora["directory"] == "loras", props
+        assert lora["hash"] == _sha256(LORA_BYTES) and lora["url"].startswith("https://civitai.com/api/download/models/"), props
+    assert not _our_errors(page_logs), page_logs.errors
+
+
+# ---------------------------------------------------------------- a restart mid-download
+
+BIG = "juggernaut_reborn_lora.safetensors"
+BIG_BYTES = blob(5 * 1024 * 1024 + 13, seed=65)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_killed_mid_download_the_item_completes_after_restart(frontend, tmp_path, comfyui_install, start_comfyui,
+                                                              open_comfyui, page, page_logs):
+    """ComfyUI is killed (SIGKILL) mid-download and started again: the item resumes by itself
+    (auto_resume) and the open page shows it verified, with no click."""
+    from playwright.sync_api import expect
+
+    base = tmp_path / "comfy"
+    with FakeHub() as hub:
+        hub.add_civitai_model("juggernaut", {BIG: BIG_BYTES}, type="LORA", version_name="v1", downloads=40000)
+        server = start_comfyui(base, front_end_root=_frontend_root(comfyui_install, frontend),
+                               env=_env(hub, tmp_path), user_settings=SETTINGS)
+        open_comfyui(server, page)
+        page.evaluate(LOAD_JS, _workflow([("LoraLoader", [BIG, 1, 1])]))
+        panel = _open(page)
+        row = _row(panel, BIG)
+        download_all = panel.get_by_test_id("comfyfixer-download-all")
+        expect(download_all).to_have_text("Download all (1)", timeout=60_000)
+        hub.rate_limit_bytes_per_s = 512 * 1024  # ~10 s for the file
+        download_all.click()
+        page.wait_for_function("""(name) => {
+          const bar = document.querySelector(`[data-testid="comfyfixer-row"][data-filename="${name}"] [data-testid="comfyfixer-row-state"]`);
+          const pct = parseInt(bar?.textContent ?? "", 10);
+          return pct >= 15 && pct < 90;
+        }""", arg=BIG, timeout=60_000)
+        pid = server.process.pid
+        os.killpg(pid, 9)  # no clean shutdown: the worker dies mid-write
+        server.process.wait(10)
+        server.process = None
+        assert not (base / "models" / "loras" / BIG).exists()
+        hub.rate_limit_bytes_per_s = None
+        server.start()
+        expect(row).to_have_attribute("data-status", "present", timeout=120_000)
+        assert _sha256((base / "models" / "loras" / BIG).read_bytes()) == _sha256(BIG_BYTES)
+        job = next(j for j in server.get_json("/comfyfixer/jobs")["jobs"] if j["kind"] == "download")
+        assert {i["filename"]: i["state"] for i in job["items"]} == {BIG: "done"}
+    assert not _our_errors(page_logs), page_logs.errors

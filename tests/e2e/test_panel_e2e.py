@@ -301,6 +301,7 @@ def test_subgraph_workflow_with_metadata_source(shared_dir, tmp_path, comfyui_in
 
         # Sources embedded on both loaders inside the subgraph definition.
         expect(page.get_by_text("Missing models fixed").first).to_be_visible(timeout=15_000)
+        expect(page.get_by_text("Sources embedded").first).to_be_visible(timeout=30_000)
         embedded = page.evaluate(SUBGRAPH_PROPS_JS)
         assert len(embedded) == 2
         # The resolver may pin the revision (resolve/<commit>/...): same repo and file either way.
@@ -650,6 +651,9 @@ def test_live_progress_cancel_retry(frontend, tmp_path, comfyui_install, start_c
         expect(_row(panel, CKPT)).to_have_attribute("data-status", "present", timeout=30_000)
         expect(_row(panel, VAE)).to_have_attribute("data-status", "present")
         expect(lora_row).to_have_attribute("data-status", "missing")
+        # A partial outcome is a warning that says what was not fixed, never "fixed".
+        expect(page.get_by_text("2 of 3 models fixed").first).to_be_visible(timeout=15_000)
+        expect(page.get_by_text(f"Cancelled: {LORA}").first).to_be_visible()
         assert _sha256((base / "models" / "checkpoints" / CKPT).read_bytes()) == _sha256(PROGRESS_CKPT_BYTES)
         assert _sha256((base / "models" / "vae" / VAE).read_bytes()) == _sha256(VAE_BYTES)
         # The engine discards a cancelled part file today; if it ever keeps one, Retry must resume it.
