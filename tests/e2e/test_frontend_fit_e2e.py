@@ -512,3 +512,40 @@ def test_killed_mid_download_the_item_completes_after_restart(frontend, tmp_path
         job = next(j for j in server.get_json("/comfyfixer/jobs")["jobs"] if j["kind"] == "download")
         assert {i["filename"]: i["state"] for i in job["items"]} == {BIG: "done"}
     assert not _our_errors(page_logs), page_logs.errors
+
+
+# ---------------------------------------------------------------- ComfyUI's Settings dialog
+
+KEY = "civitai-settings-key-0123456789"
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_options_in_comfyuis_settings_dialog(frontend, tmp_path, comfyui_install, start_comfyui, open_comfyui,
+                                             page, page_logs):
+    """The server's options are in ComfyUI's own Settings dialog: the token is write-only (never
+    in comfy.settings.json, never shown back), the minimum confidence is in %."""
+    from playwright.sync_api import expect
+
+    base = tmp_path / "comfy"
+    with FakeHub() as hub:
+        server = start_comfyui(base, front_end_root=_frontend_root(comfyui_install, frontend),
+                               env=_env(hub, tmp_path), user_settings=SETTINGS)
+        open_comfyui(server, page)
+        page.evaluate("() => window.app.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
+        page.get_by_role("dialog").get_by_text("ComfyFixerSmart", exact=True).first.click()
+        token = page.get_by_test_id("comfyfixer-setting-civitai_token")
+        expect(token).to_be_visible(timeout=15_000)
+        expect(page.get_by_test_id("comfyfixer-setting-min_confidence").locator("input")).to_have_value("90")
+        token.locator("input[type=password]").fill(KEY)
+        token.get_by_test_id("comfyfixer-save-civitai_token").click()
+        expect(token.get_by_test_id("comfyfixer-civitai_token-status")).to_have_text("set", timeout=15_000)
+        assert server.get_json("/comfyfixer/settings")["civitai_token_set"] is True
+        page.get_by_test_id("comfyfixer-setting-min_confidence").locator("input").fill("95")
+        page.get_by_test_id("comfyfixer-setting-min_confidence").locator("input").press("Enter")
+        page.wait_for_function("""async () => (await (await fetch('/comfyfixer/settings')).json()).min_confidence === 0.95""",
+                               timeout=15_000)
+        stored = (base / "user" / "default" / "comfy.settings.json").read_text()
+        assert KEY not in stored and KEY not in page.content()
+    assert not _our_errors(page_logs), page_logs.errors

@@ -469,7 +469,7 @@ def test_target_folder_pasted_url_and_commands(frontend, tmp_path, comfyui_insta
         hub.add_hf_repo(PASTE_REPO, {PASTE_FILE: PASTE_BYTES})
         server = start_comfyui(base, front_end_root=_frontend_root(comfyui_install, frontend),
                                env=_server_env(hub, tmp_path), extra_args=("--extra-model-paths-config", config))
-        # ComfyUI's order: models/loras, the extra path, then output/loras (where its save nodes write).
+        # ComfyUI's order: models/loras, then the extra path (its output/loras is not a model folder).
         loras = server.get_json("/comfyfixer/folders")["folders"]["loras"]
         assert [Path(p).resolve() for p in loras[:2]] == [(base / "models" / "loras").resolve(), (extra / "loras").resolve()]
         assert len(server.get_json("/comfyfixer/folders")["folders"]["upscale_models"]) == 1
@@ -503,9 +503,10 @@ def test_target_folder_pasted_url_and_commands(frontend, tmp_path, comfyui_insta
         # Several loras paths: each loras row offers them, ComfyUI's first one by default.
         target = lora_row.get_by_test_id("comfyfixer-folder")
         expect(target).to_have_value("0")
-        # Every path of the key but ComfyUI's output/ (never a place to download models to).
-        assert Path(loras[-1]).parent.name == "output", loras
-        expect(target.locator("option")).to_have_count(len(loras) - 1)
+        # Every path of the key; ComfyUI's output/ is never one (the server leaves it out, and so
+        # would the page).
+        assert not any(Path(p).parent.name == "output" for p in loras), loras
+        expect(target.locator("option")).to_have_count(len(loras))
         expect(target.locator("option").first).to_contain_text("(default)")
         expect(target.locator("option").nth(1)).to_have_attribute("title", loras[1])
         expect(target.locator("option").nth(1)).to_have_text("…/extra_models/loras")
