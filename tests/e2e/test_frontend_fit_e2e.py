@@ -63,7 +63,7 @@ def _env(hub: FakeHub, tmp_path: Path) -> dict:
         "COMFYFIXER_CIVITAI_BASE_URL": hub.civitai_url,
         "HF_ENDPOINT": hub.hf_url,
         "HF_HUB_DISABLE_XET": "1",
-        "COMFYFIXER_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "COMFYFIXER_ALLOWED_HOSTS": "127.0.0.1:*,localhost:*",
         "COMFYFIXER_STATE_DIR": str(tmp_path / "state"),
         "COMFYFIXER_CACHE_DIR": str(tmp_path / "cache"),
     }
