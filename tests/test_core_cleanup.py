@@ -2,7 +2,8 @@
 thread, and part files of other processes' live downloads left alone.
 
 The files come from ``dlserver.FileServer`` trickling at a capped rate, so a download is
-really in flight (``.part`` on disk, bytes arriving) when it is cancelled.
+really in flight (``.part`` on disk, bytes arriving) when it is cancelled; the one cancelled
+goes silent half-way, so it cannot finish first however slow a busy machine is.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ RATE = 256 * 1024  # 8 s for the whole file: always cancelled mid-way
 @pytest.fixture
 def server():
     with FileServer() as srv:
-        srv.add("/slow.safetensors", payload(SIZE, seed=1), rate=RATE)
+        srv.add("/slow.safetensors", payload(SIZE, seed=1), rate=RATE, stall_after=SIZE // 2)
         srv.add("/other.safetensors", payload(SIZE, seed=2), rate=RATE)
         yield srv
 
@@ -45,7 +46,7 @@ def parts(folder: Path):
     return sorted(p.name for p in folder.rglob("*.part*"))
 
 
-def wait_for(predicate, timeout: float = 10.0) -> None:
+def wait_for(predicate, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -89,11 +90,12 @@ def test_ctrl_c_in_the_calling_thread_stops_downloads_and_keeps_them_resumable(s
         _thread.interrupt_main()
 
     threading.Thread(target=interrupt, daemon=True).start()
-    began = time.monotonic()
     with ComfyFixerCore(config) as core:
         with pytest.raises(KeyboardInterrupt):
             core.download_models([spec(server, "slow.safetensors"), spec(server, "other.safetensors")], out)
-        assert time.monotonic() - began < 6  # not after the 16 s both files would take
+        # it stopped at once, not after the batch (concurrency 1): the second file was never
+        # asked for (a wall-clock bound here failed under load; this holds at any speed)
+        assert server.requests_for("/other.safetensors") == []
         # an interruption is not a cancel: the started download stays resumable, the queued one
         # never began
         assert parts(out) == ["slow.safetensors.part", "slow.safetensors.part.json"]
