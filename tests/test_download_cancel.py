@@ -24,8 +24,9 @@ CANCEL_BOUND = 2.0
 
 
 def wait_for(predicate, timeout: float = 60.0) -> None:
-    """Generous: on a busy machine the download may take long to start (at 20 s the Ctrl-C
-    helper thread gave up under load, so no Ctrl-C came and the test saw none)."""
+    """Generous: on a busy machine the download may take long to start.  A helper thread that
+    gives up sends no Ctrl-C, and the test then fails far from the cause (two Ctrl-C tests
+    failed under load with a 20 s deadline here)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
