@@ -287,8 +287,9 @@ def test_memory_stays_bounded_while_streaming(server, make_config, dest):
 
 
 def test_slow_body_still_reports_progress_and_cancels_mid_buffer(server, make_config, dest):
-    # 256 KB/s: a 1 MiB buffer would take 4 s to fill; progress and cancel must not wait for it
-    server.add("/slow", payload(4 * MB), rate=256 * 1024)
+    # 64 KB/s: a 1 MiB buffer would take 16 s to fill; progress and cancel must not wait for it
+    # (at 256 KB/s the buffer took 4 s against a 3 s bound: too close on a busy machine)
+    server.add("/slow", payload(4 * MB), rate=64 * 1024)
     cancel = threading.Event()
     seen: List[int] = []
     started: List[float] = []
@@ -307,7 +308,7 @@ def test_slow_body_still_reports_progress_and_cancels_mid_buffer(server, make_co
         result = m.download_model(server.url("/slow"), target, on_event=on_event, cancel_event=cancel)
     assert result.error_type == "DownloadCancelledError"
     assert seen and seen[0] < engine.STREAM_BUFFER
-    assert time.monotonic() - t0 < 3.0
+    assert time.monotonic() - t0 < 8.0  # 128 KiB arrive in ~1 s; a full buffer would take 16 s
     assert not target.exists() and not part_path(target).exists() and not sidecar_path(target).exists()
 
 
