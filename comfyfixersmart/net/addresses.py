@@ -26,6 +26,10 @@ def local_kind(ip: IPAddress) -> Optional[str]:
     mapped = getattr(ip, "ipv4_mapped", None)
     if mapped is not None:
         ip = mapped
+    if getattr(ip, "sixtofour", None) is not None:
+        # 2002::/16 embeds an IPv4 address (2002:a9fe:a9fe:: is 169.254.169.254); Python 3.11
+        # calls it global, 3.12.4+ does not: refuse it on every version
+        return "6to4"
     for kind in ("unspecified", "loopback", "link_local", "multicast", "private", "reserved", "site_local"):
         if getattr(ip, f"is_{kind}", False):
             return kind.replace("_", "-")

@@ -1,0 +1,318 @@
+"""Red team as an outsider (issue 10, class by class): new variations of each attack, tried
+only through the real entry points: the aiohttp routes as ComfyUI mounts them, ``comfyfixer``
+as a subprocess or through ``cli.main``, and the library API.
+
+Every server listens on 127.0.0.1.  A name that must "resolve" to a private or metadata address
+is answered by a patched ``socket.getaddrinfo``; ``net.addresses.connect`` is wrapped so a
+connection to anything but 127.0.0.1 is recorded and refused before a packet leaves.
+
+Each test asserts the specific refusal (status, error type, no request reaching the victim
+server, no file written) so that it fails when the guard is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from comfyfixersmart.net import addresses
+from comfyfixersmart.service.routes import FixerRoutes
+from dlserver import FileServer, payload
+
+REPO = Path(__file__).resolve().parents[1]
+OK = "/o/r/resolve/main/ok.safetensors"  # Hugging Face shaped: the endpoint is HF_ENDPOINT
+HOP = "/o/r/resolve/main/hop.safetensors"
+posix_only = pytest.mark.skipif(os.name == "nt", reason="FIFOs, /dev and symlinks need a POSIX system")
+
+
+# -- harness ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def servers():
+    """``ep``: the configured endpoint (HF_ENDPOINT=http://localhost:N); ``victim``: another
+    local service (ComfyUI's own API, a metadata server...) that must never be reached."""
+    with FileServer() as ep, FileServer() as victim:
+        ep.add(OK, payload(4096, 1))
+        victim.add("/x.safetensors", payload(4096, 2))
+        victim.add("/latest/meta-data/x.safetensors", payload(4096, 3))
+        yield ep, victim
+
+
+@pytest.fixture
+def comfy_root(tmp_path):
+    root = tmp_path / "ComfyUI"
+    for key in ("checkpoints", "loras"):
+        (root / "models" / key).mkdir(parents=True)
+    for key in ("output", "input", "temp"):
+        (root / key).mkdir()
+    return root
+
+
+def endpoint_config(make_config, ep, **overrides):
+    """Default allow-list; Hugging Face and Civitai both at ``http://localhost:<ep>``."""
+    values = dict(hf_endpoint=f"http://localhost:{ep.port}", civitai_base_url=f"http://localhost:{ep.port}",
+                  download_timeout=10)
+    values.update(overrides)
+    return make_config(**values)
+
+
+@pytest.fixture
+async def make_api(aiohttp_client, comfy_root):
+    made = []
+
+    async def build(config, listen="127.0.0.1"):
+        models = comfy_root / "models"
+        table = {"checkpoints": [str(models / "checkpoints")], "loras": [str(models / "loras")]}
+        fixer = FixerRoutes(folders=lambda: table, config=config, listen=listen)
+        routes = web.RouteTableDef()
+        fixer.add_routes(routes)
+        app = web.Application()
+        app.add_routes(routes)
+        client = await aiohttp_client(app)
+        client.fixer = fixer
+        made.append(fixer)
+        return client
+
+    yield build
+    for fixer in made:
+        fixer.close()
+
+
+async def wait_job(api, job_id, timeout=60.0):
+    import asyncio
+
+    assert await asyncio.to_thread(api.fixer.jobs.wait_idle, timeout), "the job did not finish"
+    return await (await api.get(f"/comfyfixer/jobs/{job_id}")).json()
+
+
+def files_under(path: Path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() or p.is_symlink())
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    """``names[host] = ip`` makes ``host`` resolve to ``ip``; connections anywhere but
+    127.0.0.1 are recorded in ``attempts`` and refused."""
+    names = {}
+    attempts = []
+    real_gai = socket.getaddrinfo
+    real_connect = addresses.connect
+
+    def fake_gai(host, port, *args, **kwargs):
+        if isinstance(host, bytes):
+            host = host.decode()
+        if host in names:
+            ip = names[host]
+            family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            sockaddr = (ip, int(port), 0, 0) if family == socket.AF_INET6 else (ip, int(port))
+            return [(family, socket.SOCK_STREAM, 6, "", sockaddr)]
+        return real_gai(host, port, *args, **kwargs)
+
+    def guarded_connect(addrs, *args, **kwargs):
+        for _family, sockaddr in addrs:
+            if sockaddr[0] != "127.0.0.1":
+                attempts.append(sockaddr)
+                raise ConnectionRefusedError(f"test: no connection to {sockaddr[0]}")
+        return real_connect(addrs, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_gai)
+    monkeypatch.setattr(addresses, "connect", guarded_connect)
+    return names, attempts
+
+
+# == 1. host allow-list bypass, through the download route ===================================
+
+def bypass_urls(victim_port):
+    """URL forms that name the victim (127.0.0.1:<victim>) while looking like something else."""
+    v = victim_port
+    return [
+        f"http://127.0.0.1:{v}\\.hf.co/x.safetensors",                  # backslash in the authority
+        f"http://127.0.0.1:{v}\\@huggingface.co/x.safetensors",
+        f"https://huggingface.co:443@127.0.0.1:{v}/x.safetensors",       # userinfo that looks like a port
+        f"http://huggingface.co%40127.0.0.1:{v}/x.safetensors",         # %40 = '@'
+        f"http://127.0.0.1%2ehf.co:{v}/x.safetensors",                   # %2e = '.'
+        f"http://[::ffff:127.0.0.1]:{v}/x.safetensors",                 # IPv4-mapped IPv6
+        f"http://[::ffff:7f00:1]:{v}/x.safetensors",
+        f"http://[0:0:0:0:0:ffff:127.0.0.1]:{v}/x.safetensors",
+        f"http://0x7f.1:{v}/x.safetensors",                              # hex + short form
+        f"http://017700000001:{v}/x.safetensors",                        # octal integer
+        f"http://0x7f000001:{v}/x.safetensors",
+        f"http://127.0.0.1.:{v}/x.safetensors",                          # trailing dot
+        f"http://127\u30020\u30020\u30021:{v}/x.safetensors",            # ideographic full stops
+        f"http://127\uff0e0\uff0e0\uff0e1:{v}/x.safetensors",            # fullwidth full stops
+        f"http://localhost:{v}/x.safetensors",                           # the endpoint's host, another port
+        f"https://localhost:{v}/x.safetensors",
+        f"http://LOCALHOST:{v}/x.safetensors",
+        f"http://127.0.0.1:{v}/x.safetensors",                           # loopback, never configured
+    ]
+
+
+BYPASS_IDS = ["backslash", "backslash-at", "userinfo-port", "pct40", "pct2e", "mapped", "mapped-hex",
+              "mapped-long", "hex-short", "octal-int", "hex-int", "trailing-dot", "ideographic-dots",
+              "fullwidth-dots", "endpoint-host-other-port", "endpoint-host-https", "endpoint-host-upper",
+              "loopback-ip"]
+
+
+@pytest.mark.parametrize("case", range(len(BYPASS_IDS)), ids=BYPASS_IDS)
+async def test_download_route_refuses_every_form_that_reaches_another_local_port(make_api, make_config, servers,
+                                                                                  comfy_root, case):
+    ep, victim = servers
+    api = await make_api(endpoint_config(make_config, ep))
+    url = bypass_urls(victim.port)[case]
+    resp = await api.post("/comfyfixer/download", json={"items": [
+        {"filename": "x.safetensors", "directory": "checkpoints", "url": url}]})
+    assert resp.status == 400, (url, await resp.text())
+    assert (await resp.json())["error"]["type"] == "HostNotAllowedError"
+    assert (await (await api.get("/comfyfixer/jobs")).json())["jobs"] == []
+    assert victim.requests == [] and files_under(comfy_root) == []
+
+
+async def test_download_route_still_fetches_from_the_configured_endpoint(make_api, make_config, servers, comfy_root):
+    """The control of the test above: the same request to the endpoint's own port works."""
+    ep, victim = servers
+    api = await make_api(endpoint_config(make_config, ep))
+    resp = await api.post("/comfyfixer/download", json={"items": [
+        {"filename": "x.safetensors", "directory": "checkpoints", "url": ep.url(OK, "localhost")}]})
+    assert resp.status == 202, await resp.text()
+    job = await wait_job(api, (await resp.json())["job_id"])
+    assert job["summary"]["done"] == 1, job
+    assert (comfy_root / "models" / "checkpoints" / "x.safetensors").read_bytes() == payload(4096, 1)
+
+
+REDIRECT_TARGETS = {
+    "other-port": "http://localhost:{v}/x.safetensors",
+    "loopback-ip": "http://127.0.0.1:{v}/x.safetensors",
+    "mapped": "http://[::ffff:127.0.0.1]:{v}/x.safetensors",
+    "hex-short": "http://0x7f.1:{v}/x.safetensors",
+    "backslash": "http://localhost:{e}\\@127.0.0.1:{v}/x.safetensors",
+    "userinfo": "http://localhost:{e}@127.0.0.1:{v}/x.safetensors",
+    "scheme-relative": "//127.0.0.1:{v}/x.safetensors",
+    "https-downgrade-same-host": "https://localhost:{e}/o/r/resolve/main/ok.safetensors",
+}
+
+
+@pytest.mark.parametrize("target", sorted(REDIRECT_TARGETS))
+async def test_a_redirect_hop_from_the_endpoint_cannot_reach_another_local_port(make_api, make_config, servers,
+                                                                                 comfy_root, target):
+    ep, victim = servers
+    ep.add(HOP, redirect=REDIRECT_TARGETS[target].format(v=victim.port, e=ep.port))
+    api = await make_api(endpoint_config(make_config, ep))
+    resp = await api.post("/comfyfixer/download", json={"items": [
+        {"filename": "x.safetensors", "directory": "checkpoints", "url": ep.url(HOP, "localhost")}]})
+    assert resp.status == 202, await resp.text()
+    job = await wait_job(api, (await resp.json())["job_id"])
+    assert job["summary"]["failed"] == 1, job
+    assert job["items"][0]["error"]["type"] in ("HostNotAllowedError", "TooManyRedirectsError", "DownloadError"), job
+    assert len(ep.requests_for(HOP)) >= 1  # the first hop was made...
+    assert victim.requests == []  # ...the second never
+    assert not (comfy_root / "models" / "checkpoints" / "x.safetensors").exists()
+
+
+LOCAL_ANSWERS = {
+    "metadata": "169.254.169.254", "loopback": "127.0.0.1", "private10": "10.1.2.3", "cgnat": "100.64.0.7",
+    "mapped-metadata": "::ffff:169.254.169.254", "nat64-metadata": "64:ff9b::a9fe:a9fe",
+    "6to4-metadata": "2002:a9fe:a9fe::1", "ula": "fd12:3456::1", "unspecified": "0.0.0.0",
+    "ipv4-compatible": "::a9fe:a9fe", "teredo": "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LOCAL_ANSWERS))
+@pytest.mark.parametrize("url", ["https://cdn-lfs.hf.co/o/r/x.safetensors",            # a hub CDN name
+                                 "http://models.mirror.example/x.safetensors"])        # a '.mirror.example' rule
+async def test_an_allowed_name_resolving_to_a_local_address_fails_the_row_without_a_connection(
+        make_api, make_config, servers, comfy_root, resolver, kind, url):
+    """(An entry naming the exact host with a port or ``*`` is a deliberate local mirror and may
+    resolve locally: see test_redteam_urls.)"""
+    ep, _victim = servers
+    names, attempts = resolver
+    names["cdn-lfs.hf.co"] = names["models.mirror.example"] = LOCAL_ANSWERS[kind]
+    config = endpoint_config(make_config, ep)
+    api = await make_api(config.replace(allowed_hosts=[*config.allowed_hosts, ".mirror.example"]))
+    resp = await api.post("/comfyfixer/download", json={"items": [
+        {"filename": "x.safetensors", "directory": "checkpoints", "url": url}]})
+    assert resp.status == 202, await resp.text()  # the name is allowed: only its address is wrong
+    job = await wait_job(api, (await resp.json())["job_id"])
+    assert job["summary"]["failed"] == 1, job
+    assert job["items"][0]["error"]["type"] == "HostNotAllowedError", job["items"][0]
+    assert attempts == []
+    assert files_under(comfy_root) == []
+
+
+@pytest.mark.parametrize("url", [
+    "https://huggingface.co\\@127.0.0.1:{v}/o/r/blob/main/x.safetensors",     # a pasted blob page
+    "https://huggingface.co@127.0.0.1:{v}/o/r/blob/main/x.safetensors",
+    "https://hf.co\u3002127.0.0.1:{v}/o/r/blob/main/x.safetensors",
+    "http://localhost:{v}/o/r/blob/main/x.safetensors",                        # endpoint host, other port
+    "http://localhost:{v}/models/123",                                         # a Civitai page there
+    "http://localhost:{v}/o/r",                                                # a repo page there
+])
+async def test_a_pasted_page_url_is_refused_before_it_is_resolved(make_api, make_config, servers, comfy_root, url):
+    ep, victim = servers
+    api = await make_api(endpoint_config(make_config, ep))
+    resp = await api.post("/comfyfixer/download", json={"items": [
+        {"filename": "x.safetensors", "directory": "checkpoints", "url": url.format(v=victim.port)}]})
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"]["type"] == "HostNotAllowedError"
+    assert victim.requests == [] and files_under(comfy_root) == []
+
+
+def models_workflow(path: Path, url: str, name: str = "x.safetensors", directory: str = "checkpoints") -> Path:
+    """A UI workflow whose loader names ``name`` and whose metadata gives ``url`` for it."""
+    path.write_text(json.dumps({"last_node_id": 1, "links": [], "version": 0.4, "nodes": [
+        {"id": 1, "type": "CheckpointLoaderSimple", "mode": 0, "widgets_values": [name],
+         "properties": {"models": [{"name": name, "url": url, "directory": directory}]}}]}))
+    return path
+
+
+@pytest.fixture
+def cli_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYFIXER_", "CIVITAI_", "HF_", "HUGGING"))}
+    env.update(XDG_DATA_HOME=str(tmp_path / "xdg-data"), XDG_CACHE_HOME=str(tmp_path / "xdg-cache"),
+               XDG_CONFIG_HOME=str(tmp_path / "xdg-config"), COLUMNS="200", PYTHONUNBUFFERED="1",
+               PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
+    return env
+
+
+def comfyfixer(env, *args, timeout=180):
+    return subprocess.run([sys.executable, "-m", "comfyfixersmart", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("form", ["other-port", "mapped", "backslash", "loopback-ip"])
+def test_cli_fix_yes_with_a_hand_pick_never_fetches_a_workflow_url_to_another_port(cli_env, servers, comfy_root,
+                                                                                    tmp_path, form):
+    """``comfyfixer fix --yes --pick`` (a user trusting the shared workflow) with its ``models``
+    URL aimed at another local service: the row fails, the service sees no request."""
+    ep, victim = servers
+    url = {"other-port": f"http://localhost:{victim.port}/x.safetensors",
+           "mapped": f"http://[::ffff:127.0.0.1]:{victim.port}/x.safetensors",
+           "backslash": f"http://127.0.0.1:{victim.port}\\.hf.co/x.safetensors",
+           "loopback-ip": f"http://127.0.0.1:{victim.port}/x.safetensors"}[form]
+    wf = models_workflow(tmp_path / "wf.json", url)
+    env = dict(cli_env, COMFYFIXER_HF_ENDPOINT=f"http://localhost:{ep.port}",
+               COMFYFIXER_CIVITAI_BASE_URL=f"http://localhost:{ep.port}")
+    done = comfyfixer(env, "fix", wf, "--comfyui-root", comfy_root, "--yes", "--json", "--pick", "x.safetensors=1")
+    assert done.returncode != 0, done.stdout
+    assert victim.requests == []
+    assert files_under(comfy_root) == []
+    if form != "backslash":  # the backslash form is not even a candidate (nothing to pick)
+        report = json.loads(done.stdout)
+        assert {f["error_type"] for f in report["failures"]} == {"HostNotAllowedError"}, report["failures"]
+
+
+def test_cli_fix_yes_control_downloads_the_workflow_url_of_the_endpoint(cli_env, servers, comfy_root, tmp_path):
+    ep, victim = servers
+    wf = models_workflow(tmp_path / "wf.json", ep.url(OK, "localhost"))
+    env = dict(cli_env, COMFYFIXER_HF_ENDPOINT=f"http://localhost:{ep.port}",
+               COMFYFIXER_CIVITAI_BASE_URL=f"http://localhost:{ep.port}")
+    done = comfyfixer(env, "fix", wf, "--comfyui-root", comfy_root, "--yes", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (comfy_root / "models" / "checkpoints" / "x.safetensors").read_bytes() == payload(4096, 1)
+    assert victim.requests == []
