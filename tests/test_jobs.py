@@ -320,7 +320,9 @@ CHILD = textwrap.dedent("""
 @pytest.mark.parametrize("auto_resume", [True, False])
 def test_interrupted_job_resumes_by_itself_or_on_retry(server, models, config, manager_factory, auto_resume):
     data = payload(1_200_000, 12)
-    server.add("/big.safetensors", data, rate=600_000)
+    # silent after 400 kB until the child is killed: it cannot finish first, however late a
+    # busy machine delivers the kill (2 s of download were a race)
+    big = server.add("/big.safetensors", data, rate=600_000, stall_after=400_000)
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(config.state_dir), models["checkpoints"][0], server.url("/big.safetensors")],
         stdout=subprocess.PIPE, text=True, cwd=str(REPO))
@@ -330,6 +332,7 @@ def test_interrupted_job_resumes_by_itself_or_on_retry(server, models, config, m
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
+    big.stall_after = None
     jobs = manager_factory(config=config.replace(auto_resume=auto_resume))  # "ComfyUI restarted"
     if auto_resume:
         # no click: the item was queued again at start-up
