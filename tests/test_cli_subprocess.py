@@ -94,7 +94,9 @@ def test_ctrl_c_during_fix_stops_and_the_next_run_resumes(env, tmp_path):
     root = tmp_path / "ComfyUI"
     (root / "models" / "checkpoints").mkdir(parents=True)
     with FileServer() as server:
-        server.add("/big.safetensors", payload(4 * 1024 * 1024, seed=5), rate=256 * 1024)
+        # silent after 1 MiB until the interrupt: the first run cannot finish first, however
+        # slowly a busy machine starts it
+        server.add("/big.safetensors", payload(4 * 1024 * 1024, seed=5), rate=256 * 1024, stall_after=1 << 20)
         wf = write_json(tmp_path / "wf.json", ui_workflow(
             [node(1, "CheckpointLoaderSimple", ["big.safetensors"])],
             models=[{"name": "big.safetensors", "directory": "checkpoints",
@@ -105,7 +107,7 @@ def test_ctrl_c_during_fix_stops_and_the_next_run_resumes(env, tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "comfyfixersmart", "fix", str(wf), "--comfyui-root", str(root),
                                  "--yes"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         part = root / "models" / "checkpoints" / "big.safetensors.part"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not (part.exists() and part.stat().st_size > 0):
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.02)
@@ -116,6 +118,7 @@ def test_ctrl_c_during_fix_stops_and_the_next_run_resumes(env, tmp_path):
         kept = part.stat().st_size
         assert kept > 0 and not (root / "models" / "checkpoints" / "big.safetensors").exists()
         server.resources["/big.safetensors"].rate = None  # the second run goes at full speed
+        server.resources["/big.safetensors"].stall_after = None
         done = subprocess.run([sys.executable, "-m", "comfyfixersmart", "fix", str(wf), "--comfyui-root", str(root),
                                "--yes"], env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, (done.stdout, done.stderr)

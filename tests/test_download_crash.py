@@ -40,7 +40,7 @@ CHILD = textwrap.dedent("""
 
 
 def _kill_when_grown(proc, target: Path, segmented: bool, min_bytes: int) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # generous: the child starts slowly on a busy machine
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         if sidecar_path(target).exists():
@@ -58,8 +58,11 @@ def _kill_when_grown(proc, target: Path, segmented: bool, min_bytes: int) -> Non
 @pytest.mark.parametrize("segments", [1, 4])
 def test_kill_9_mid_download_then_resume(server, make_config, tmp_path, segments, platform_api):
     data = payload(12 * MB)
-    # slow enough to be caught mid-way (segment progress is checkpointed every 2 s)
-    res = server.add("/m.safetensors", data, rate=6 * MB if segments == 1 else 1 * MB)
+    # slow enough to be caught mid-way (segment progress is checkpointed every 2 s), and each
+    # response goes silent part-way so the child cannot finish before the kill, however late
+    # a busy machine delivers it (at 6 MB/s the whole file took 2 s: a race)
+    res = server.add("/m.safetensors", data, rate=6 * MB if segments == 1 else 1 * MB,
+                     stall_after=4 * MB if segments == 1 else 2 * MB)
     target = tmp_path / "models" / "m.safetensors"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     if platform_api is not None:
@@ -72,7 +75,7 @@ def test_kill_9_mid_download_then_resume(server, make_config, tmp_path, segments
     assert part_path(target).exists()
     served_before = len(server.requests)
 
-    res.rate = None
+    res.rate = res.stall_after = None
     with DownloadManager(loopback_config(make_config, download_segments=segments)) as m:
         result = m.download_model(server.url("/m.safetensors"), target,
                                   expected_sha256=hashlib.sha256(data).hexdigest())
