@@ -268,6 +268,18 @@ def test_download_client_refuses_the_first_url(make_config, two_servers, tmp_pat
     assert not result.success and result.error_type == "HostNotAllowedError"
 
 
+@pytest.mark.parametrize("url", PARSER_TRICKS[:12])
+def test_search_client_refuses_the_first_url(make_config, two_servers, url):
+    endpoint, _ = two_servers
+    client = ApiClient(_endpoint_config(make_config, endpoint))
+    try:
+        with pytest.raises(HostNotAllowedError):
+            client.get_json(url, backend="civitai", use_cache=False)
+    finally:
+        client.close()
+    assert client.requests_sent <= 1 and endpoint.requests == []
+
+
 @pytest.mark.parametrize("case", range(7))
 def test_huggingface_hub_calls_check_every_redirect_hop(make_config, two_servers, case):
     endpoint, other = two_servers
