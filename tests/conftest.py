@@ -21,6 +21,17 @@ if os.environ.get("CI"):
     _hyp_settings.load_profile("ci")
 
 
+def pytest_configure(config):
+    """Ctrl-C is part of what is tested: make sure SIGINT reaches Python.  A runner started in
+    the background (``cmd &`` in a script, ``nohup``) inherits SIGINT *ignored*; Python then
+    installs no handler, ``_thread.interrupt_main()`` does nothing, the subprocesses the tests
+    signal ignore it too, and the Ctrl-C tests fail for a reason that is not in the code."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path_factory):
     """No test reads the developer's tokens, config file or data dirs."""
