@@ -25,8 +25,7 @@ CANCEL_BOUND = 2.0
 
 def wait_for(predicate, timeout: float = 60.0) -> None:
     """Generous: on a busy machine the download may take long to start.  A helper thread that
-    gives up sends no Ctrl-C, and the test then fails far from the cause (two Ctrl-C tests
-    failed under load with a 20 s deadline here)."""
+    gives up sends no Ctrl-C, and the test then fails far from the cause."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
