@@ -12,11 +12,13 @@ server, no file written) so that it fails when the guard is gone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -316,3 +318,139 @@ def test_cli_fix_yes_control_downloads_the_workflow_url_of_the_endpoint(cli_env,
     assert done.returncode == 0, done.stdout + done.stderr
     assert (comfy_root / "models" / "checkpoints" / "x.safetensors").read_bytes() == payload(4096, 1)
     assert victim.requests == []
+
+
+# == 3. DNS rebinding: the Host guard on the wire =============================================
+
+async def raw_request(api, head: str, body: bytes = b"") -> int:
+    """Send ``head`` (request line + headers, CRLF-separated, no final blank line) byte for
+    byte and return the status code of the answer."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.server.port)
+    try:
+        writer.write(head.encode("latin-1") + b"\r\n\r\n" + body)
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 30)
+        return int(line.split()[1])
+    finally:
+        writer.close()
+
+
+SETTINGS_BODY = json.dumps({"hf_endpoint": "http://127.0.0.1:1"}).encode()
+
+
+@pytest.mark.parametrize("head", [
+    # absolute-form targets: the Host header decides, whatever the target says
+    "GET http://evil.example:8188/comfyfixer/health HTTP/1.1\r\nHost: evil.example:8188",
+    "GET http://127.0.0.1:8188/comfyfixer/health HTTP/1.1\r\nHost: evil.example:8188",
+    # no Host at all (HTTP/1.0, and HTTP/1.1 which requires one)
+    "GET /comfyfixer/health HTTP/1.0",
+    "GET /comfyfixer/health HTTP/1.1\r\nConnection: close",
+    # look-alike names
+    "GET /comfyfixer/health HTTP/1.1\r\nHost: localhost.evil.example",
+    "GET /comfyfixer/health HTTP/1.1\r\nHost: 127.0.0.1.nip.io:8188",
+    "GET /comfyfixer/health HTTP/1.1\r\nHost: localhost:8188.evil.example",
+    "GET /comfyfixer/health HTTP/1.1\r\nHost: localhost:8188@evil.example",
+    "GET /comfyfixer/health HTTP/1.1\r\nHost: 127.0.0.1 evil.example",
+    "GET /comfyfixer/health HTTP/1.1\r\nHost: [::ffff:127.0.0.1].evil.example",
+    "GET /comfyfixer/health HTTP/1.1\r\nHost: 0x7f.1:8188",
+    "GET /comfyfixer/health HTTP/1.1\r\nHost: 017700000001:8188",
+    "GET /comfyfixer/health HTTP/1.1\r\nHost: 127.0.0.1%2eevil.example",
+    "GET /comfyfixer/health HTTP/1.1\r\nHost: evil.example\\@127.0.0.1",
+    # a foreign name first, a loopback one second
+    "GET /comfyfixer/health HTTP/1.1\r\nHost: evil.example:8188\r\nHost: 127.0.0.1:8188",
+], ids=lambda h: h.split("\r\n", 1)[-1][:48])
+async def test_raw_requests_with_a_foreign_or_missing_host_are_refused(make_api, make_config, servers, head):
+    api = await make_api(endpoint_config(make_config, servers[0]))
+    assert await raw_request(api, "GET /comfyfixer/health HTTP/1.1\r\nHost: 127.0.0.1:8188") == 200  # control
+    assert await raw_request(api, head) in (400, 403)
+
+
+@pytest.mark.parametrize("host", ["evil.example:8188", "localhost.evil.example", "127.0.0.1.nip.io"])
+async def test_a_rebound_settings_post_changes_nothing(make_api, make_config, servers, host):
+    api = await make_api(endpoint_config(make_config, servers[0]))
+    before = await (await api.get("/comfyfixer/settings")).json()
+    head = (f"POST /comfyfixer/settings HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Origin: http://{host}\r\nContent-Length: {len(SETTINGS_BODY)}")
+    assert await raw_request(api, head, SETTINGS_BODY) == 403
+    assert await (await api.get("/comfyfixer/settings")).json() == before
+    # the same body from a loopback Host is taken (the refusal above was the Host's doing)
+    ok = head.replace(host, "127.0.0.1:8188")
+    assert await raw_request(api, ok, SETTINGS_BODY) == 200
+    assert await (await api.get("/comfyfixer/settings")).json() != before
+
+
+# == 4. writes outside the folder ===============================================================
+
+@pytest.mark.parametrize("name", [
+    "x.safetensors:stream", "x.safetensors::$DATA", "sub:evil/x.safetensors",      # NTFS alternate data streams
+    "COM\u00b9.safetensors", "lpt\u00b3.safetensors", "Com\u00b2.sft",               # superscript device numbers
+    "x.safetensors.", "x.safetensors. ", "sub./x.safetensors", "sub /x.safetensors",  # trailing dots and spaces
+    "a" * 244 + ".safetensors",                                                    # 256 bytes in one component
+    "\u00e9" * 125 + ".safetensors",                                               # 262 UTF-8 bytes, 137 characters
+    "/".join(["d"] * 600) + "/x.safetensors",                                      # a path over the cap
+    "sub/../../../x.safetensors", "sub\\..\\..\\x.safetensors", "./x.safetensors",
+])
+async def test_hostile_names_through_the_download_route_write_nothing(make_api, make_config, servers, comfy_root,
+                                                                       name):
+    ep, _victim = servers
+    api = await make_api(endpoint_config(make_config, ep))
+    resp = await api.post("/comfyfixer/download", json={"items": [
+        {"filename": name, "directory": "checkpoints", "url": ep.url(OK, "localhost")}]})
+    assert resp.status == 400, (name, await resp.text())
+    assert (await resp.json())["error"]["type"] == "UnsafePathError"
+    assert (await (await api.get("/comfyfixer/jobs")).json())["jobs"] == []
+    assert files_under(comfy_root) == []
+    assert ep.requests == []
+
+
+@pytest.mark.parametrize("directory", [
+    "../../escape", "checkpoints/../../escape", "checkpoints%2f..%2f..%2fescape", "..%2fescape",
+    "checkpoints\\..\\..\\escape", "checkpoints:stream", "checkpoints.", "output", "temp", "Input",
+    "\uff0e\uff0e/escape", "/tmp/escape", "C:\\escape", "checkpoints\u0000", "models/../../escape",
+])
+def test_cli_fix_output_dir_keeps_a_workflow_directory_inside(cli_env, servers, tmp_path, directory):
+    """``comfyfixer fix --output-dir OUT --yes``: whatever ``directory`` the workflow's metadata
+    says, the file lands under OUT (in the loader's folder) or nowhere."""
+    ep, _victim = servers
+    out = tmp_path / "work" / "out"
+    out.mkdir(parents=True)
+    wf = models_workflow(tmp_path / "wf.json", ep.url(OK, "localhost"), directory=directory)
+    env = dict(cli_env, COMFYFIXER_HF_ENDPOINT=f"http://localhost:{ep.port}",
+               COMFYFIXER_CIVITAI_BASE_URL=f"http://localhost:{ep.port}")
+    done = comfyfixer(env, "fix", wf, "--output-dir", out, "--yes", "--json")
+    written = [p for p in tmp_path.rglob("x.safetensors")]
+    assert all(out in p.parents for p in written), (written, done.stdout)
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "work" / "escape").exists()
+    assert [p.relative_to(out).as_posix() for p in written] in ([], ["checkpoints/x.safetensors"]), done.stdout
+
+
+async def test_a_subfolder_swapped_for_a_link_while_its_row_is_queued(make_api, make_config, servers, comfy_root,
+                                                                      tmp_path):
+    """Job row 1 trickles and holds the only slot; row 2 (``sub/y.safetensors``) waits.  The
+    attacker swaps ``sub`` for a link to a folder outside; row 2 must not write there."""
+    ep, _victim = servers
+    ep.add("/o/r/resolve/main/slow.safetensors", payload(256 * 1024, 5), rate=4096)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    sub = comfy_root / "models" / "checkpoints" / "sub"
+    sub.mkdir()
+    api = await make_api(endpoint_config(make_config, ep, download_concurrency=1))
+    resp = await api.post("/comfyfixer/download", json={"items": [
+        {"filename": "slow.safetensors", "directory": "checkpoints",
+         "url": ep.url("/o/r/resolve/main/slow.safetensors", "localhost")},
+        {"filename": "sub/y.safetensors", "directory": "checkpoints", "url": ep.url(OK, "localhost")}]})
+    assert resp.status == 202, await resp.text()
+    job_id = (await resp.json())["job_id"]
+    deadline = time.monotonic() + 30
+    while not ep.requests_for("/o/r/resolve/main/slow.safetensors") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    sub.rmdir()
+    sub.symlink_to(outside, target_is_directory=True)
+    await api.post(f"/comfyfixer/jobs/{job_id}/items/1/cancel", json={})
+    job = await wait_job(api, job_id)
+    row = job["items"][1]
+    assert row["state"] == "failed", row
+    assert row["error"]["type"] == "UnsafePathError", row
+    assert list(outside.iterdir()) == []

@@ -28,6 +28,7 @@ import queue
 import threading
 import time
 import uuid
+from pathlib import Path
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
@@ -40,7 +41,7 @@ from ..errors import (
     ResolveCancelledError,
 )
 from ..logs import get_logger
-from ..security import redact_text, redact_url
+from ..security import redact_text, redact_url, safe_join
 from ..settings import Config
 from .validation import DownloadItemSpec
 
@@ -70,6 +71,20 @@ def _error_dict(exc: BaseException) -> Dict[str, Any]:
 
 
 # -- records ------------------------------------------------------------------------------------
+
+def _check_still_inside(it: "JobItem") -> None:
+    """Raise UnsafePathError when a folder on the way from the row's model folder to its file
+    was swapped for a link leading outside while the row waited (validated at submission, the
+    path is planned again only when the row starts: a link planted meanwhile would be followed).
+    The model folder's own link is trusted, as at submission (``safe_join``)."""
+    if not it.save_path or not it.filename:
+        return
+    rel = [p for p in it.filename.replace("\\", "/").split("/") if p]
+    path = Path(it.save_path)
+    if not rel or list(path.parts[-len(rel):]) != rel:
+        return  # not a model-folder row (a fix row planned elsewhere): the engine checks it
+    safe_join(path.parents[len(rel) - 1], "/".join(rel))
+
 
 @dataclass
 class JobItem:
@@ -484,6 +499,7 @@ class JobManager:
             self._refresh_state_locked(job)
         self._changed(job, [it])
         try:
+            _check_still_inside(it)
             config = self._config()
             downloader = self._downloader_factory(config)
             try:
