@@ -24,6 +24,8 @@ _WINDOWS_RESERVED = {
     "con", "prn", "aux", "nul", "conin$", "conout$",
     *(f"com{i}" for i in range(1, 10)),
     *(f"lpt{i}" for i in range(1, 10)),
+    # Windows also takes the superscript digits 1-3 as device numbers ("COM\u00b9" is COM1)
+    *(f"{dev}{sup}" for dev in ("com", "lpt") for sup in "\u00b9\u00b2\u00b3"),
 }
 _BAD_CHARS = set('<>:"|?*') | {chr(i) for i in range(32)} | {"\x7f"}
 #: bidi controls make a name display as something else ("x\u202egnp.ckpt" shows as

@@ -301,7 +301,7 @@ def filename_from_url(url: str) -> Optional[str]:
     return name or None
 
 
-_RESERVED = re.compile(r"^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$", re.I)
+_RESERVED = re.compile(r"^(con|prn|aux|nul|com[1-9\u00b9\u00b2\u00b3]|lpt[1-9\u00b9\u00b2\u00b3])(\..*)?$", re.I)
 
 
 def safe_server_filename(name: Optional[str]) -> str:
