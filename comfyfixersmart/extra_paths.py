@@ -12,6 +12,10 @@ Outside ComfyUI we rebuild what its ``folder_paths.folder_names_and_paths`` woul
   put first; keys mapped by ComfyUI's ``map_legacy`` (``unet``, ``clip``), duplicate paths
   kept once (an ``is_default`` repeat moves to the front).
 
+Keys a popular pack registers over other keys' folders follow them (``ALIASED_KEYS``):
+ComfyUI-GGUF sets ``unet_gguf`` to the ``diffusion_models`` folders and ``clip_gguf`` to the
+``text_encoders`` folders (yaml entries included), listing only ``.gguf`` files there.
+
 One deliberate difference from ComfyUI's built-in table: the canonical folder is listed
 before its legacy alias (``models/diffusion_models`` before ``models/unet``), because the
 first folder of a key is where downloads go and new installs use the canonical names.
@@ -46,6 +50,11 @@ DEFAULT_SUBFOLDERS.update({
     "text_encoders": ("text_encoders", "clip"),
     "controlnet": ("controlnet", "t2i_adapter"),
 })
+
+#: keys a pack sets to another key's folders at import (ComfyUI-GGUF's
+#: ``update_folder_names_and_paths``: ``folder_names_and_paths[key] = (orig or base, {".gguf"})``)
+ALIASED_KEYS: Dict[str, str] = {"unet_gguf": "diffusion_models", "clip_gguf": "text_encoders"}
+DEFAULT_SUBFOLDERS.update({alias: DEFAULT_SUBFOLDERS[key] for alias, key in ALIASED_KEYS.items()})
 
 #: keys of ComfyUI's folder table (and of yaml files) that do not hold models
 NON_MODEL_KEYS = frozenset({"custom_nodes", "download_model_base", "animatediff_video_formats"})
@@ -178,7 +187,16 @@ def comfyui_folder_paths(comfyui_root: PathLike,
         extra_configs = [candidate] if candidate.is_file() else []
     for yaml_path in extra_configs:
         apply_extra_paths(folders, read_extra_model_paths(yaml_path))
+    apply_aliases(folders)
     return folders
+
+
+def apply_aliases(folders: MutableMapping[str, List[Path]]) -> None:
+    """Give each ``ALIASED_KEYS`` key its target's folders, as the pack does after the yaml files
+    were read (its own folders only when the target has none, as in ``orig or base``)."""
+    for alias, key in ALIASED_KEYS.items():
+        if folders.get(key):
+            folders[alias] = list(folders[key])
 
 
 def model_folders_only(folders: Mapping[str, Sequence[Any]]) -> FolderMap:
@@ -206,6 +224,8 @@ __all__ = [
     "EXTRA_PATHS_FILE",
     "COMFYUI_LEGACY_KEYS",
     "DEFAULT_SUBFOLDERS",
+    "ALIASED_KEYS",
+    "apply_aliases",
     "NON_MODEL_KEYS",
     "ExtraPath",
     "read_extra_model_paths",

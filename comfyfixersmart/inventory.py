@@ -35,15 +35,16 @@ import unicodedata
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from .datamodel import ELSEWHERE, MISSING, PRESENT, ModelInfo, ModelReference
 from .errors import ConfigurationError, UnsafePathError, ValidationError
-from .extra_paths import comfyui_folder_paths, model_folders_only
+from .extra_paths import model_folders_only
 from .fileutils import save_json_file
 from .folders import canonical_folder, check_folder_key, folder_for, models_root_of, type_for
 from .hashing import FileKey, HashCache, normalize_sha256
 from .logs import get_logger
+from .root_folders import key_extensions, root_folder_paths
 from .security import exact_relative_path, safe_join, validate_relative_path
 from .settings import Config, get_config
 
@@ -181,6 +182,8 @@ class ModelInventory:
         self.config = config if config is not None else get_config()
         self.case_sensitive = _platform_case_sensitive() if case_sensitive is None else bool(case_sensitive)
         self._extensions = frozenset(e.lower() for e in self.config.model_extensions)
+        #: folder key -> the extension set its source declares (ComfyUI's, a root's own sources)
+        self._known_exts: Dict[str, Optional[FrozenSet[str]]] = {}
         self._index = _Index({}, None)
         self._source: Optional[Tuple[str, object]] = None
         self._hash_cache = hash_cache
@@ -195,7 +198,9 @@ class ModelInventory:
         root_path = Path(os.path.abspath(os.fspath(Path(root).expanduser())))
         if not root_path.is_dir():
             raise ConfigurationError("comfyui_root", f"{root_path} is not a directory")
-        folders = model_folders_only(comfyui_folder_paths(root_path))
+        table, known = root_folder_paths(root_path, self.config)
+        folders = model_folders_only(table)
+        self._known_exts = {k: None if v is None else frozenset(v) for k, v in known.items()}
         self._source = ("root", root_path)
         self._index = self._scan(folders, models_root=root_path / "models")
         return self
@@ -211,12 +216,14 @@ class ModelInventory:
         if not isinstance(folders, Mapping):
             raise ValidationError("folders must map folder keys to lists of directories")
         merged: Dict[str, List[PathLike]] = {}
+        known: Dict[str, Optional[FrozenSet[str]]] = {}
         for key in sorted(folders, key=lambda k: canonical_folder(k) != k):  # canonical first
             if not isinstance(key, str) or not key:
                 raise ValidationError(f"folder key must be a non-empty string, got {key!r}")
             paths = folders[key]
             if (isinstance(paths, tuple) and len(paths) == 2 and isinstance(paths[0], list)
                     and isinstance(paths[1], (set, frozenset, list))):
+                known.setdefault(canonical_folder(key), frozenset(paths[1]))
                 paths = paths[0]  # ComfyUI's (paths, extensions) pair
             paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
             for p in paths:
@@ -224,6 +231,7 @@ class ModelInventory:
                     raise ValidationError(f"folder {key!r}: {p!r} is not a directory path")
             merged.setdefault(canonical_folder(key), []).extend(paths)
         table = model_folders_only(merged)
+        self._known_exts = known
         self._source = ("folders", table)
         self._index = self._scan(table, models_root=_guess_models_root(table))
         return self
@@ -241,14 +249,20 @@ class ModelInventory:
     def _scan(self, folders: Dict[str, List[Path]], models_root: Optional[Path]) -> _Index:
         started = time.perf_counter()
         idx = _Index({k: list(v) for k, v in folders.items()}, models_root)
+        # each key lists the files of its own extension set, as ComfyUI's get_filename_list does
+        exts_of = key_extensions(folders, self.config.model_extensions, self._known_exts)
+        every = frozenset().union(*exts_of.values()) if exts_of else frozenset()
         walked: Dict[str, List[str]] = {}  # the same dir under two keys is walked once
         for folder, roots in folders.items():
+            exts = exts_of[folder]
             found: List[Tuple[str, List[str]]] = []
             for root in roots:
                 root_s = os.fspath(root)
                 rels = walked.get(root_s)
                 if rels is None:
-                    rels = walked[root_s] = self._walk(root_s)
+                    rels = walked[root_s] = self._walk(root_s, every)
+                if exts != every:
+                    rels = [r for r in rels if _ext_of(r) in exts]
                 found.append((root_s, rels))
             idx.add(folder, found)
         idx.built_at = time.time()
@@ -256,9 +270,9 @@ class ModelInventory:
                  sum(1 for v in idx.by_rel.values() if v), (time.perf_counter() - started) * 1000)
         return idx
 
-    def _walk(self, root: str) -> List[str]:
-        """Relative '/' paths of the model files under ``root`` (symlinks followed, loops cut)."""
-        exts = self._extensions
+    def _walk(self, root: str, exts: FrozenSet[str]) -> List[str]:
+        """Relative '/' paths of the files under ``root`` whose extension is in ``exts`` (lower
+        case; ``""``: files without one), symbolic links followed, loops cut."""
         out: List[str] = []
         append = out.append
         seen_real: Optional[Set[str]] = None  # real paths of linked dirs, made on the first link
@@ -291,9 +305,7 @@ class ModelInventory:
                             stack.append((e.path, rel_prefix + name + "/"))
                             continue
                         dot = name.rfind(".")
-                        if dot <= 0:
-                            continue
-                        ext = name[dot:]
+                        ext = name[dot:] if dot > 0 else ""
                         if ext not in exts and ext.lower() not in exts:
                             continue
                         if name.startswith("._"):  # macOS resource forks beside the real file
@@ -638,6 +650,13 @@ class ModelInventory:
                 filename=entry.rel, folder=entry.folder, path=entry.path, size=st.st_size,
                 mtime=st.st_mtime, model_type=type_for(entry.folder), root=entry.root)
         return entry.info
+
+
+def _ext_of(rel: str) -> str:
+    """A file's extension in lower case as ComfyUI compares it (``os.path.splitext``)."""
+    name = rel.rpartition("/")[2]
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > 0 else ""
 
 
 def name_fold(name: str) -> str:

@@ -38,7 +38,8 @@ def _roots(base: Path):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(files=files_st, refs=refs_st)
 def test_check_matches_oracle(files, refs):
-    exts = {".safetensors", ".pt", ".gguf"}
+    # these keys list ComfyUI's supported_pt_extensions: a .gguf there is never offered
+    exts = {".safetensors", ".pt"}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         for root, folder, d, name in files:

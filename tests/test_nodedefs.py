@@ -339,8 +339,11 @@ def test_root_keeps_the_bundled_folder_when_the_pack_key_is_unknown_outside_comf
     """))
     config = Config(comfyui_root=comfy_root, cache_dir=tmp_path / "cache")
     assert WorkflowScanner(config).table.get("UnetLoaderGGUF")[0].folder == "diffusion_models"
-    # once models/unet_gguf exists the key is a real folder there, and the source wins
+    # models/unet_gguf is not a folder of the key: GGUF sets it to the diffusion_models folders
     (comfy_root / "models" / "unet_gguf").mkdir()
+    assert WorkflowScanner(config).table.get("UnetLoaderGGUF")[0].folder == "diffusion_models"
+    # once those exist the key has real folders outside ComfyUI too, and the source wins
+    (comfy_root / "models" / "unet").mkdir()
     assert WorkflowScanner(config).table.get("UnetLoaderGGUF")[0].folder == "unet_gguf"
     # inside ComfyUI (no trusted set: the live key comes with its real folders) the source wins
     live = read_root(comfy_root, tmp_path / "cache").table()

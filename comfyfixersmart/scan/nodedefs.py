@@ -23,6 +23,7 @@ and its ``NODE_CLASS_MAPPINGS`` entry often live in different files) into ``Node
 from __future__ import annotations
 
 import ast
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
@@ -32,7 +33,7 @@ from ..logs import get_logger
 log = get_logger(__name__)
 
 #: bump when the reader's output changes, so cached results of older readers are not reused
-READER_VERSION = 2
+READER_VERSION = 3
 
 _WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 #: V3 ``io.X.Input`` classes that are widgets (others are sockets)
@@ -83,6 +84,9 @@ class FileDefs:
     mappings: Dict[str, List[str]] = field(default_factory=dict)
     #: folder keys registered by this file -> their extensions (None when not readable)
     folders: Dict[str, Optional[Tuple[str, ...]]] = field(default_factory=dict)
+    #: folder key -> directories this file adds to it (``add_model_folder_path``), where the path
+    #: expression could be read: absolute paths, or ``{models_dir}/...`` (ComfyUI's models folder)
+    paths: Dict[str, List[str]] = field(default_factory=dict)
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -91,6 +95,7 @@ class FileDefs:
                         for c in self.classes.values()],
             "mappings": self.mappings,
             "folders": {k: None if v is None else list(v) for k, v in self.folders.items()},
+            "paths": self.paths,
         }
 
     @classmethod
@@ -100,7 +105,8 @@ class FileDefs:
             classes[name] = ClassDef(name, tuple(bases), node_id, None if inputs is None else tuple(
                 FolderInput(i[0], i[1], i[2], tuple(i[3])) for i in inputs))
         return cls(classes, {k: list(v) for k, v in data["mappings"].items()},
-                   {k: None if v is None else tuple(v) for k, v in data["folders"].items()})
+                   {k: None if v is None else tuple(v) for k, v in data["folders"].items()},
+                   {k: list(v) for k, v in data.get("paths", {}).items()})
 
 
 @dataclass
@@ -120,6 +126,8 @@ class NodeDefs:
     #: every node type named by a mapping or a V3 schema (with or without folder inputs)
     node_types: Set[str] = field(default_factory=set)
     folders: Dict[str, Optional[Tuple[str, ...]]] = field(default_factory=dict)
+    #: folder key -> directories registered for it (see ``FileDefs.paths``)
+    paths: Dict[str, List[str]] = field(default_factory=dict)
 
     def update(self, other: "NodeDefs") -> None:
         self.nodes.update(other.nodes)
@@ -127,6 +135,13 @@ class NodeDefs:
         for key, exts in other.folders.items():
             if self.folders.get(key) is None:
                 self.folders[key] = exts
+        _add_paths(self.paths, other.paths)
+
+
+def _add_paths(into: Dict[str, List[str]], more: Dict[str, List[str]]) -> None:
+    for key, dirs in more.items():
+        mine = into.setdefault(key, [])
+        mine.extend(d for d in dirs if d not in mine)
 
 
 # -- reading one file ------------------------------------------------------------------------
@@ -141,7 +156,7 @@ def read_source(text: Union[str, bytes], path: str = "<source>") -> FileDefs:
     # walking every node for registrations costs more than the parse: only where they can be
     registers = b"add_model_folder_path" in raw or b"folder_names_and_paths" in raw
     try:
-        return _FileReader(tree, raw).read(registers)
+        return _FileReader(tree, raw, path).read(registers)
     except RecursionError:
         return FileDefs()
     except Exception:  # a shape of code the reader did not foresee: that file says nothing
@@ -209,8 +224,9 @@ def _walk_body(body: Sequence[ast.stmt]) -> Iterable[ast.stmt]:
 
 
 class _FileReader:
-    def __init__(self, tree: ast.Module, raw: bytes = b""):
+    def __init__(self, tree: ast.Module, raw: bytes = b"", path: str = "<source>"):
         self.tree = tree
+        self.path = path
         self.lines = raw.split(b"\n") if raw else []
         self.classes: Dict[str, ast.ClassDef] = {}
         self.functions: Dict[str, ast.AST] = {}
@@ -279,9 +295,12 @@ class _FileReader:
                 func = node.func
                 name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
                 if name == "add_model_folder_path" and node.args:
-                    key = self._str(node.args[0], _Scope())
+                    key = self._str(node.args[0], _Scope()) or self._class_const(node.args[0])
                     if key:
                         self._register(key, None)
+                        where = self._path(node.args[1]) if len(node.args) > 1 else None
+                        if where is not None:
+                            self._register_path(key, where)
             elif isinstance(node, ast.Assign):
                 for target in node.targets:
                     if isinstance(target, ast.Subscript) and self._is_fnp(target.value):
@@ -291,6 +310,76 @@ class _FileReader:
                             if isinstance(node.value, ast.Tuple) and len(node.value.elts) == 2:
                                 exts = self._extensions(node.value.elts[1])
                             self._register(key, exts)
+
+    def _class_const(self, node: Any) -> Optional[str]:
+        """``Folders.ANIMATEDIFF_MODELS``: a string constant of a class of this module."""
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in self.classes:
+            for stmt in self.classes[node.value.id].body:
+                if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == node.attr
+                                                        for t in stmt.targets):
+                    return _const_str(stmt.value)
+        return None
+
+    def _name_str(self, node: Any) -> Optional[str]:
+        return self._str(node, _Scope()) or self._class_const(node)
+
+    def _path(self, node: Any, depth: int = 0) -> Optional[Tuple[str, Tuple[str, ...]]]:
+        """A directory expression as ``(base, parts)``: base ``file`` (this source file; ``..``
+        is its folder) or ``models`` (``folder_paths.models_dir``); None when not readable.
+
+        Understands ``__file__``, ``folder_paths.models_dir``, ``os.path.dirname/abspath/realpath/
+        normpath/join``, ``Path(...)``, ``.parent``, ``/``, ``str(...)`` and module-level names."""
+        if node is None or depth > _MAX_DEPTH:
+            return None
+        if isinstance(node, ast.Name):
+            if node.id == "__file__":
+                return ("file", ())
+            values = self.assigns.get(node.id)
+            return self._path(values[-1], depth + 1) if values and len(values) == 1 else None
+        if isinstance(node, ast.Attribute):
+            if node.attr == "models_dir" and self._is_fp(node.value):
+                return ("models", ())
+            if node.attr == "parent":
+                inner = self._path(node.value, depth + 1)
+                return None if inner is None else (inner[0], inner[1] + ("..",))
+            return None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            left, right = self._path(node.left, depth + 1), self._name_str(node.right)
+            return None if left is None or right is None else (left[0], left[1] + (right,))
+        if not isinstance(node, ast.Call) or node.keywords:
+            return None
+        name = _call_name(node.func)
+        args = node.args
+        if name in ("str", "Path", "abspath", "realpath", "normpath") and len(args) == 1:
+            return self._path(args[0], depth + 1)
+        if name == "resolve" and not args and isinstance(node.func, ast.Attribute):
+            return self._path(node.func.value, depth + 1)
+        if name == "dirname" and len(args) == 1:
+            inner = self._path(args[0], depth + 1)
+            return None if inner is None else (inner[0], inner[1] + ("..",))
+        if name in ("join", "joinpath") and args:
+            first, rest = (args[0], args[1:]) if name == "join" else (node.func.value, args)  # type: ignore[union-attr]
+            base = self._path(first, depth + 1)
+            parts = [self._name_str(a) for a in rest]
+            if base is None or any(p is None for p in parts):
+                return None
+            return (base[0], base[1] + tuple(p for p in parts if p))
+        return None
+
+    def _register_path(self, key: str, where: Tuple[str, Tuple[str, ...]]) -> None:
+        base, parts = where
+        if base == "file":
+            if not os.path.isabs(self.path):
+                return  # a source read without its place on disk: its folder is unknown
+            path = os.path.normpath(os.path.join(self.path, *parts))
+        else:
+            rel = os.path.normpath(os.path.join(*parts)).replace(os.sep, "/") if parts else "."
+            if rel.startswith(".."):
+                return
+            path = "{models_dir}" if rel == "." else "{models_dir}/" + rel
+        dirs = self.out.paths.setdefault(canonical_folder(key), [])
+        if path not in dirs:
+            dirs.append(path)
 
     def _register(self, key: str, exts: Optional[Tuple[str, ...]]) -> None:
         key = canonical_folder(key)
@@ -1020,6 +1109,7 @@ def collect(files: Iterable[FileDefs]) -> NodeDefs:
         for key, exts in fd.folders.items():
             if out.folders.get(key) is None:
                 out.folders[key] = exts
+        _add_paths(out.paths, fd.paths)
 
     def inputs_of(cls: ClassDef) -> Tuple[FolderInput, ...]:
         seen: Set[str] = set()
