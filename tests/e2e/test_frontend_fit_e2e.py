@@ -549,3 +549,46 @@ def test_options_in_comfyuis_settings_dialog(frontend, tmp_path, comfyui_install
         stored = (base / "user" / "default" / "comfy.settings.json").read_text()
         assert KEY not in stored and KEY not in page.content()
     assert not _our_errors(page_logs), page_logs.errors
+
+
+# ---------------------------------------------------------------- an unreachable hub
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_unreachable_hub_is_one_banner_with_retry(frontend, tmp_path, comfyui_install, start_comfyui, open_comfyui,
+                                                  page, page_logs):
+    """Civitai does not answer: one banner for it (not one raw error per row and backend), with
+    Retry, which asks again past the search cache (resolve with refresh)."""
+    import socket
+
+    from playwright.sync_api import expect
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    names = [f"offline_style_{i}.safetensors" for i in range(3)]
+    with FakeHub() as hub:
+        env = {**_env(hub, tmp_path), "COMFYFIXER_CIVITAI_BASE_URL": f"http://127.0.0.1:{dead}"}
+        server = start_comfyui(tmp_path / "comfy", front_end_root=_frontend_root(comfyui_install, frontend),
+                               env=env, user_settings=SETTINGS)
+        open_comfyui(server, page)
+        bodies = []
+        page.on("request", lambda r: bodies.append(r.post_data or "") if r.url.endswith("/comfyfixer/resolve") else None)
+        page.evaluate(LOAD_JS, _workflow([("LoraLoader", [n, 1, 1]) for n in names]))
+        panel = _open(page)
+        banner = panel.get_by_test_id("comfyfixer-hub-banner")
+        expect(banner).to_have_count(1, timeout=180_000)
+        expect(banner).to_have_attribute("data-hub", "Civitai")
+        expect(banner).to_contain_text("Civitai could not be reached")
+        # The rows stay one line; their details carry no copy of the network error.
+        heights = panel.get_by_test_id("comfyfixer-row").evaluate_all("(els) => els.map((e) => e.getBoundingClientRect().height)")
+        assert len(heights) == 3 and max(heights) <= 34, heights
+        _expand(_row(panel, names[0]))
+        expect(_row(panel, names[0]).locator('.cf-error[data-error-type="NetworkError"]')).to_have_count(0)
+        assert bodies and '"refresh"' not in bodies[-1]
+        with page.expect_request(lambda r: r.url.endswith("/comfyfixer/resolve"), timeout=60_000) as asked:
+            banner.get_by_test_id("comfyfixer-hub-retry").click()
+        assert '"refresh":true' in (asked.value.post_data or ""), asked.value.post_data
+        expect(panel.get_by_test_id("comfyfixer-hub-banner")).to_have_count(1, timeout=180_000)
+    assert not _our_errors(page_logs), page_logs.errors
