@@ -271,7 +271,12 @@ def test_fix_with_button_and_the_frontends_markers_clear(frontend, tmp_path, com
         expect(download_all).to_have_text("Download all (1)", timeout=60_000)
         download_all.click()
         expect(_row(panel, LORA)).to_have_attribute("data-status", "present", timeout=60_000)
-        expect(page.get_by_text("Missing models fixed").first).to_be_visible(timeout=15_000)
+        toast = page.get_by_text("Missing models fixed").first
+        expect(toast).to_be_visible(timeout=15_000)
+        # The frontend places its toasts away from the sidebar: never over the panel.
+        t, p = toast.bounding_box(), panel.bounding_box()
+        assert t["x"] >= p["x"] + p["width"] or t["x"] + t["width"] <= p["x"] or \
+            t["y"] >= p["y"] + p["height"] or t["y"] + t["height"] <= p["y"], (t, p)
         assert _sha256((base / "models" / "loras" / LORA).read_bytes()) == _sha256(LORA_BYTES)
         expect(page.get_by_test_id("comfyfixer-open").get_by_test_id("comfyfixer-badge")).to_be_hidden()
         if frontend == "1.32.9":
