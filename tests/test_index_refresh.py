@@ -23,6 +23,7 @@ class FakePyPI:
         self.folder = folder
         self.projects = {}
         self.log = []
+        self.redirects = {}  # path -> Location (answered with a 302)
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -31,6 +32,12 @@ class FakePyPI:
 
             def do_GET(self):
                 hub.log.append((self.path, self.headers.get("If-None-Match")))
+                if self.path in hub.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", hub.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path.startswith("/files/"):
                     data = (hub.folder / self.path[len("/files/"):]).read_bytes()
                     return self._send(200, data, "application/octet-stream")
@@ -187,3 +194,80 @@ def test_a_shrunken_rebuild_is_not_used(pypi, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="only 4 entries"):
         index_refresh.refresh_index(config)
     assert index_path(config) is None
+
+
+# -- redirects: only the index origin and files.pythonhosted.org -------------------------------
+
+def test_a_redirect_within_the_index_origin_is_followed(pypi, tmp_path):
+    publish_all(pypi)
+    body = pypi.projects["comfyui-manager"]
+    pypi.projects["moved-manager"] = body
+    pypi.projects.pop("comfyui-manager")
+    pypi.redirects["/pypi/comfyui-manager/json"] = f"{pypi.url}/pypi/moved-manager/json"
+    config = config_for(pypi, tmp_path)
+    assert index_refresh.refresh_index(config) is True
+    assert "/pypi/moved-manager/json" in [p for p, _ in pypi.log]
+
+
+@pytest.fixture
+def other_server(tmp_path):
+    """A second local server: a redirect target on another port that must never be asked."""
+    folder = tmp_path / "other"
+    folder.mkdir()
+    server = FakePyPI(folder)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("where", ["json", "wheel"])
+@pytest.mark.parametrize("target", [
+    "https://evil.example/files/x.whl",             # a host not on the list
+    "http://files.pythonhosted.org/packages/x.whl",  # the wheel host, downgraded to http
+    "http://10.0.0.1/x.whl",                          # a private address
+    "OTHER",                                          # loopback, another port
+])
+def test_a_redirect_hop_outside_the_allow_list_is_refused(pypi, other_server, tmp_path, where, target):
+    from comfyfixersmart.errors import HostNotAllowedError
+
+    publish_all(pypi)
+    if target == "OTHER":
+        target = f"{other_server.url}/files/x.whl"
+    if where == "json":
+        pypi.redirects["/pypi/comfyui-manager/json"] = target
+    else:
+        wheel = json.loads(pypi.projects["comfyui-manager"][0])["urls"][0]["filename"]
+        pypi.redirects[f"/files/{wheel}"] = target
+    config = config_for(pypi, tmp_path)
+    with pytest.raises(HostNotAllowedError):
+        index_refresh.refresh_index(config)
+    assert other_server.log == []
+    assert index_path(config) is None  # the bundled snapshot stays in use
+
+
+def test_the_allow_list_is_exactly_the_index_origin_and_the_wheel_host(tmp_path):
+    from comfyfixersmart.net.urls import url_allowed
+
+    config = Config(cache_dir=tmp_path, allowed_hosts=["evil.example"], index_refresh_url="https://pypi.org",
+                    hf_token="hf_secret_token_x", civitai_token="civitai_secret_x")
+    net = index_refresh.RefreshConfig(config)
+    assert url_allowed("https://pypi.org/pypi/x/json", net)
+    assert url_allowed("https://files.pythonhosted.org/packages/a/b/x.whl", net)
+    for url in ("https://evil.example/x", "http://pypi.org/pypi/x/json", "http://files.pythonhosted.org/x",
+                "https://files.pythonhosted.org:8443/x", "https://huggingface.co/x", "https://civitai.com/x",
+                "https://sub.files.pythonhosted.org/x"):
+        assert not url_allowed(url, net), url
+    assert net.hf_token is None and net.civitai_token is None
+    assert net.user_agent == config.user_agent  # the rest is the configuration's
+
+
+def test_a_refused_redirect_fails_the_background_refresh_quietly(pypi, tmp_path, monkeypatch):
+    publish_all(pypi)
+    pypi.redirects["/pypi/comfyui-workflow-templates/json"] = "https://evil.example/x"
+    monkeypatch.setattr(index_refresh, "_started", {})
+    config = config_for(pypi, tmp_path, index_refresh=True)
+    thread = index_refresh.maybe_refresh(config)
+    assert thread is not None
+    thread.join(60)
+    assert not thread.is_alive()
+    assert index_path(config) is None
+    assert KnownModelIndex.for_config(config).lookup("sd_xl_turbo_1.0_fp16.safetensors", "checkpoints") is not None

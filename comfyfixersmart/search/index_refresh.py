@@ -9,6 +9,11 @@ version changed, the wheels are downloaded (sha256 checked against PyPI's digest
 is rebuilt (``index_build``) and written atomically to ``<cache_dir>/known_models.json``,
 which later lookups use.  It runs in a daemon thread, never blocks a lookup, and any failure
 only logs: the bundled snapshot keeps working.
+
+Every request goes through ``net.redirects.follow`` (each redirect hop checked) with an
+allow-list of exactly the ``index_refresh_url`` origin and ``https://files.pythonhosted.org``
+(where PyPI's wheels live): a hop elsewhere, a plain-http downgrade or a private address is
+refused, and no hub token is ever sent.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from ..fileutils import atomic_write_bytes, save_json_file
 from ..logs import get_logger
+from ..net.redirects import follow
 from . import index_build
 from .known_models import REFRESHED, KnownModelIndex
 
@@ -36,6 +42,8 @@ STATE_FILE = "known_models.refresh.json"
 MAX_WHEEL_BYTES = 64 * 1024 * 1024
 #: a rebuilt index with fewer entries means the packages changed shape: keep the old one
 MIN_MODELS = 100
+#: where PyPI serves the wheels its JSON API links to (the only origin besides index_refresh_url)
+FILES_ORIGIN = "https://files.pythonhosted.org"
 
 _started: Dict[str, threading.Thread] = {}
 _started_lock = threading.Lock()
@@ -72,26 +80,46 @@ def _run(config) -> None:
         _write_state(cache_dir, state)
 
 
+class RefreshConfig:
+    """``config`` seen by the network layer during a refresh: its only endpoint is
+    ``index_refresh_url``, its allow-list only ``FILES_ORIGIN``, and it holds no hub tokens
+    (the URL policy, the connect-time address check and the redirect follower read these)."""
+
+    def __init__(self, config):
+        self._config = config
+        self.index_refresh_url = config.index_refresh_url
+        self.allowed_hosts = (FILES_ORIGIN,)
+        self.civitai_base_url = ""
+        self.hf_endpoint = ""
+        self.civitai_token = None
+        self.hf_token = None
+
+    def __getattr__(self, name: str):  # user agent, proxy, timeouts... as configured
+        return getattr(self._config, name)
+
+
 def refresh_index(config, session=None) -> bool:
     """Check PyPI and rebuild the cached index if a source package has a new version.
-    Returns True when a new index was written.  Raises on network/parse failures."""
+    Returns True when a new index was written.  Raises on network/parse failures (a refused
+    redirect hop raises ``HostNotAllowedError``)."""
     from .http import make_session
 
+    net = RefreshConfig(config)
     cache_dir = Path(config.cache_dir)
     state = _read_state(cache_dir)
     etags: Dict[str, str] = dict(state.get("etags") or {})
     own = session is None
-    session = session or make_session(config, pool_size=2)
+    session = session or make_session(net, pool_size=2)
     try:
-        meta, meta_tag = _pypi_json(session, config, index_build.TEMPLATES_PACKAGE, etags.get("templates"))
-        manager, manager_tag = _pypi_json(session, config, index_build.MANAGER_PACKAGE, etags.get("manager"))
+        meta, meta_tag = _pypi_json(session, net, index_build.TEMPLATES_PACKAGE, etags.get("templates"))
+        manager, manager_tag = _pypi_json(session, net, index_build.MANAGER_PACKAGE, etags.get("manager"))
         state["checked"] = time.time()
         if meta is None and manager is None:
             _write_state(cache_dir, state)
             return False  # both 304: nothing changed since the last check
         if meta is None or manager is None:  # one 304: fetch the full answers to rebuild
-            meta, meta_tag = _pypi_json(session, config, index_build.TEMPLATES_PACKAGE, None)
-            manager, manager_tag = _pypi_json(session, config, index_build.MANAGER_PACKAGE, None)
+            meta, meta_tag = _pypi_json(session, net, index_build.TEMPLATES_PACKAGE, None)
+            manager, manager_tag = _pypi_json(session, net, index_build.MANAGER_PACKAGE, None)
         json_pin = _pinned(meta, "comfyui-workflow-templates-json")
         if json_pin is None:
             raise ValueError("comfyui-workflow-templates no longer requires a -json package")
@@ -106,9 +134,9 @@ def refresh_index(config, session=None) -> bool:
         via = {"comfyui-workflow-templates-json": f"{meta['info']['name']} {meta['info']['version']}"}
         with tempfile.TemporaryDirectory(dir=str(cache_dir) if cache_dir.is_dir() else None) as tmp:
             wheels = []
-            json_release, _ = _pypi_json(session, config, f"comfyui-workflow-templates-json/{json_pin}", None)
+            json_release, _ = _pypi_json(session, net, f"comfyui-workflow-templates-json/{json_pin}", None)
             for release in (json_release, manager):
-                wheels.append(_download_wheel(session, release, Path(tmp)))
+                wheels.append(_download_wheel(session, net, release, Path(tmp)))
             data = index_build.build_index(wheels, via=via)
         if len(data["models"]) < MIN_MODELS:
             raise ValueError(f"the rebuilt index has only {len(data['models'])} entries: not used")
@@ -127,7 +155,8 @@ def _pypi_json(session, config, name: str, etag: Optional[str]) -> Tuple[Optiona
     """PyPI's JSON for a project (``name`` may be ``project/version``); (None, etag) on 304."""
     url = f"{config.index_refresh_url}/pypi/{name}/json"
     headers = {"If-None-Match": etag} if etag else {}
-    response = session.get(url, headers=headers, timeout=(10.0, float(config.civitai_api_timeout)))
+    response = follow(session, url, config, headers=headers,
+                      timeout=(10.0, float(config.civitai_api_timeout))).response
     with response:
         if response.status_code == 304:
             return None, etag
@@ -146,7 +175,7 @@ def _pinned(meta: Dict[str, Any], package: str) -> Optional[str]:
     return None
 
 
-def _download_wheel(session, release: Dict[str, Any], folder: Path) -> Path:
+def _download_wheel(session, config, release: Dict[str, Any], folder: Path) -> Path:
     wheel = next((u for u in release.get("urls") or [] if u.get("packagetype") == "bdist_wheel"), None)
     if wheel is None:
         raise ValueError(f"{release.get('info', {}).get('name')}: no wheel on PyPI")
@@ -154,7 +183,8 @@ def _download_wheel(session, release: Dict[str, Any], folder: Path) -> Path:
     path = folder / Path(str(wheel["filename"])).name
     digest = hashlib.sha256()
     size = 0
-    with session.get(wheel["url"], stream=True, timeout=(10.0, 60.0), headers={"Accept": "*/*"}) as response:
+    followed = follow(session, str(wheel["url"]), config, timeout=(10.0, 60.0), headers={"Accept": "*/*"})
+    with followed.response as response:
         response.raise_for_status()
         with open(path, "wb") as fh:
             for chunk in response.iter_content(1 << 20):
