@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -505,6 +506,14 @@ def test_killed_mid_download_the_item_completes_after_restart(frontend, tmp_path
           const pct = parseInt(bar?.textContent ?? "", 10);
           return pct >= 15 && pct < 90;
         }""", arg=BIG, timeout=60_000)
+        # Panel closed: the Fix models button shows the download's progress instead of the count.
+        page.keyboard.press("Escape")
+        expect(panel).to_be_hidden()
+        badge = page.get_by_test_id("comfyfixer-open").get_by_test_id("comfyfixer-badge")
+        expect(badge).to_have_attribute("data-kind", "progress")
+        expect(badge).to_have_text(re.compile(r"^\d{1,2}%$"))
+        page.get_by_test_id("comfyfixer-open").click()
+        expect(panel).to_be_visible()
         pid = server.process.pid
         os.killpg(pid, 9)  # no clean shutdown: the worker dies mid-write
         server.process.wait(10)

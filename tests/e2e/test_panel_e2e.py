@@ -744,6 +744,26 @@ assert.deepEqual(g.modelEntry("a.safetensors", "loras", "https://h/a", "AB".repe
   {name: "a.safetensors", url: "https://h/a", directory: "loras", hash: "ab".repeat(32), hash_type: "sha256"});
 assert.deepEqual(g.modelEntry("a", "vae", "https://h/a", "nope"), {name: "a", url: "https://h/a", directory: "vae"});
 assert.equal(g.normName("a\\b/c"), "a/b/c");
+// Relink / download: the widget AND the node's properties.models entry follow the new name.
+const mkNode = (id, value) => ({id, widgets: [{name: "lora_name", value, options: {values: ["sd15/x.safetensors"]}}],
+  properties: {models: [{name: value, url: "https://h/x", directory: "loras"}]}});
+const n1 = mkNode(1, "x.safetensors");
+const fakeGraph = {getNodeById: (id) => (id === 1 ? n1 : null), nodes: [n1]};
+const fakeApp = {rootGraph: fakeGraph, canvas: {setDirty() {}}};
+const xref = {filename: "x.safetensors", directory: "loras", found_path: "loras/sd15/x.safetensors",
+  nodes: [{node_id: 1, where: "inputs.lora_name", subgraph_path: []}]};
+assert.equal(g.listedByComfyUI(fakeApp, xref), false);  // the widget names a file ComfyUI does not list
+assert.equal(g.relinkReference(fakeApp, xref), 1);
+assert.equal(n1.widgets[0].value, "sd15/x.safetensors");
+assert.equal(n1.properties.models[0].name, "sd15/x.safetensors");
+assert.equal(g.listedByComfyUI(fakeApp, {...xref, filename: "sd15/x.safetensors"}), true);
+// Locate: selects the node and centres the canvas on it.
+const seen = [];
+const canvas = {graph: fakeGraph, deselectAll: () => seen.push("deselect"), selectNode: (n) => seen.push(`select ${n.id}`),
+  centerOnNode: (n) => seen.push(`center ${n.id}`), setDirty() {}};
+assert.equal(g.locateNode({rootGraph: fakeGraph, canvas}, {node_id: 1, subgraph_path: []}), true);
+assert.deepEqual(seen, ["deselect", "select 1", "center 1"]);
+assert.equal(g.locateNode({rootGraph: fakeGraph, canvas}, {node_id: 7, subgraph_path: []}), false);
 console.log("ok");
 """
 
