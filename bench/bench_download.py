@@ -43,7 +43,7 @@ import json, resource, sys, time
 from comfyfixersmart.settings import Config
 from comfyfixersmart.download import DownloadManager
 url, dest, state, segments, sha = sys.argv[1:6]
-cfg = Config(allowed_hosts=["127.0.0.1"], state_dir=state, download_segments=int(segments),
+cfg = Config(allowed_hosts=["127.0.0.1:*"], state_dir=state, download_segments=int(segments),
              segment_min_size=64 * 1024 * 1024, verify_downloads=bool(sha))
 t0 = time.perf_counter()
 with DownloadManager(cfg) as m:

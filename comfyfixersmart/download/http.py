@@ -217,18 +217,27 @@ class BodyReader:
         left = resp.length
         if left is not None and len(view) > left:
             view = view[:left]
-        if self._maybe_buffered and len(view) > _IO_BUFFER:
-            # BufferedReader.readinto1 copies what it holds, then (for a view larger than its
-            # buffer) makes a raw read too; a timeout in that read would lose the copied
-            # bytes.  A view no larger than its buffer never reads after copying.
-            view = view[:_IO_BUFFER]
         if not len(view):
             n = 0
         else:
             try:
-                n = self._stream.readinto(view) if whole else self._stream.readinto1(view)
-                # less than asked: the reader's buffer is empty, later reads go to the socket
-                self._maybe_buffered = n == len(view)
+                if whole:
+                    n = self._stream.readinto(view)
+                elif self._maybe_buffered or len(view) <= _IO_BUFFER:
+                    # BufferedReader.readinto1 copies what it holds and then, for a view
+                    # larger than its buffer, reads the socket too: a timeout there would
+                    # lose the copied bytes.  read1(<= buffer size) returns what is held (at
+                    # most one buffer: the rest of the headers' read) or makes one direct
+                    # socket read, and never refills the buffer; so after this first call
+                    # the buffer stays empty and big reads go straight into ``view``.
+                    asked = min(len(view), _IO_BUFFER)
+                    data = self._stream.read1(asked)
+                    n = len(data)
+                    view[:n] = data
+                    # it held at most one buffer: asking that much (or getting less) emptied it
+                    self._maybe_buffered = asked < _IO_BUFFER and n == asked
+                else:
+                    n = self._stream.readinto1(view)
             except TimeoutError:
                 if whole or self._socket_io is None:
                     # a filling read may have taken bytes before the timeout: they are gone,
