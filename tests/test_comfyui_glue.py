@@ -211,3 +211,45 @@ def test_only_the_comfyui_subpackage_imports_comfyui():
     offenders = [str(p.relative_to(REPO)) for p in package.rglob("*.py")
                  if "comfyui" not in p.relative_to(package).parts[:1] and pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_the_inventory_lists_each_key_with_comfyuis_own_extension_set(comfy, make_config):
+    """ComfyUI's ``folder_names_and_paths[key][1]`` decides what each key lists, not the bundled
+    sets: the stand-in's checkpoints list only .safetensors/.ckpt, my_custom_key only .bin."""
+    from comfyfixersmart.comfyui import ComfyFolders
+    from comfyfixersmart.service.routes import FixerRoutes, default_core_factory
+
+    models = comfy.base / "models"
+    for rel in ("checkpoints/a.safetensors", "checkpoints/b.pt", "checkpoints/c.ckpt",
+                "my_custom_key/d.bin", "my_custom_key/e.safetensors"):
+        (models / rel).parent.mkdir(parents=True, exist_ok=True)
+        (models / rel).write_bytes(b"x")
+    folders = ComfyFolders(comfy.folder_paths)
+    assert folders.extensions()["checkpoints"] == {".safetensors", ".ckpt"}
+    assert "custom_nodes" not in folders.extensions()
+    routes = FixerRoutes(folders=folders, config=make_config(comfyui_root=comfy.base), comfyui=True,
+                         canonical=folders.canonical, protected=folders.protected_roots)
+    table = routes.folders()
+    assert dict(table)["checkpoints"][0] == str(models / "checkpoints")  # the JSON the panel reads
+    assert table.extensions["my_custom_key"] == {".bin"}
+    core = default_core_factory(routes.effective_config(), table)
+    try:
+        inventory = core.inventory
+        assert inventory.has_model("a.safetensors", "checkpoints")
+        assert inventory.has_model("c.ckpt", "checkpoints")
+        assert not inventory.has_model("b.pt", "checkpoints")  # the bundled set would list it
+        assert inventory.has_model("d.bin", "my_custom_key")
+        assert not inventory.has_model("e.safetensors", "my_custom_key")  # the setting would list it
+    finally:
+        core.close()
+
+    # a provider without extensions(): every key takes the bundled or configured sets, as before
+    plain = FixerRoutes(folders=lambda: {"checkpoints": [str(models / "checkpoints")]},
+                        config=make_config(comfyui_root=comfy.base))
+    core = default_core_factory(plain.effective_config(), plain.folders())
+    try:
+        assert core.inventory.has_model("b.pt", "checkpoints")
+    finally:
+        core.close()
+    routes.close()
+    plain.close()

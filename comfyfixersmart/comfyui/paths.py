@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
-from typing import Dict, List
+from typing import Dict, FrozenSet, List
 
 from ..write_policy import model_folder_table
 
@@ -35,6 +35,21 @@ class ComfyFolders:
                     paths.append(path)
             table[key] = paths
         return model_folder_table(table, self.protected_roots())
+
+    def extensions(self) -> Dict[str, FrozenSet[str]]:
+        """Each model key's own extension set (``folder_names_and_paths[key][1]``): the files
+        ComfyUI lists under that key (``configs`` only ``.yaml``, GGUF's keys only ``.gguf``)."""
+        out: Dict[str, FrozenSet[str]] = {}
+        for key, value in list(self._fp.folder_names_and_paths.items()):
+            if key in NON_MODEL_KEYS:
+                continue
+            try:
+                exts = value[1]
+            except (TypeError, IndexError, KeyError):
+                continue  # an odd entry: the key takes the bundled or configured set
+            if isinstance(exts, (set, frozenset, list, tuple)):
+                out[str(key)] = frozenset(str(e) for e in exts)
+        return out
 
     def known_keys(self) -> List[str]:
         """Every key of ComfyUI's folder table, those refused as download targets included."""

@@ -69,8 +69,27 @@ FoldersProvider = Callable[[], FolderTable]
 CoreFactory = Callable[[Config, FolderTable], Any]
 
 
+class FolderTableWithExtensions(dict):
+    """``FixerRoutes.folders()``: key -> [dirs] (what ``GET /comfyfixer/folders`` shows), and in
+    ``extensions`` each key's own extension set when the provider knows it (ComfyUI's
+    ``folder_names_and_paths[key][1]``, a root's sources)."""
+
+    def __init__(self, table: Mapping[str, List[str]], extensions: Optional[Mapping[str, Any]] = None):
+        super().__init__(table)
+        self.extensions: Dict[str, frozenset] = {str(k): frozenset(v) for k, v in (extensions or {}).items()
+                                                 if v is not None and k in table}
+
+
+def inventory_folders(folders: FolderTable) -> Dict[str, Any]:
+    """``folders`` as ``ModelInventory.build_from_folders`` takes them: ``([dirs], {extensions})``
+    pairs for the keys whose extension set is known, so each key lists what ComfyUI lists."""
+    exts = getattr(folders, "extensions", None) or {}
+    return {k: (list(v), set(exts[k])) if k in exts else list(v) for k, v in folders.items()}
+
+
 def default_core_factory(config: Config, folders: FolderTable, node_table: Any = None):
-    """A ComfyFixerCore whose inventory is exactly ``folders`` (ComfyUI's table).
+    """A ComfyFixerCore whose inventory is exactly ``folders`` (ComfyUI's table; each key's
+    extension set from ``folders.extensions`` when given, see ``FolderTableWithExtensions``).
 
     ``node_table`` is the loader map of the running ComfyUI (a ``LoaderTable``); without it the
     scanner reads ``config.comfyui_root``'s sources, else uses the bundled table.
@@ -79,7 +98,7 @@ def default_core_factory(config: Config, folders: FolderTable, node_table: Any =
     from ..inventory import ModelInventory
     from ..scan import WorkflowScanner
 
-    inventory = ModelInventory(config).build_from_folders(folders)
+    inventory = ModelInventory(config).build_from_folders(inventory_folders(folders))
     return ComfyFixerCore(config, inventory=inventory, scanner=WorkflowScanner(config, node_table=node_table))
 
 
@@ -275,12 +294,15 @@ class FixerRoutes:
         extra = list(self._protected()) if self._protected is not None else []
         return protected_roots(self.base_config.comfyui_root, extra)
 
-    def folders(self) -> Dict[str, List[str]]:
+    def folders(self) -> FolderTableWithExtensions:
         """The model folder table: ComfyUI's keys minus the refused ones (output, input, temp,
-        custom_nodes, or any folder overlapping them once resolved)."""
+        custom_nodes, or any folder overlapping them once resolved); ``.extensions`` holds the
+        keys' extension sets when the provider has an ``extensions()`` method."""
         provider = self._folders or folders_from_root(self.base_config)
         table = {str(k): [str(p) for p in v] for k, v in provider().items()}
-        return model_folder_table(table, self.protected_roots())
+        exts = getattr(provider, "extensions", None)
+        return FolderTableWithExtensions(model_folder_table(table, self.protected_roots()),
+                                         exts() if callable(exts) else None)
 
     # -- mounting ---------------------------------------------------------------------------
     def add_routes(self, routes: web.RouteTableDef) -> None:
