@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -454,3 +455,132 @@ async def test_a_subfolder_swapped_for_a_link_while_its_row_is_queued(make_api, 
     assert row["state"] == "failed", row
     assert row["error"]["type"] == "UnsafePathError", row
     assert list(outside.iterdir()) == []
+
+
+# == 5. pickles without asking ==================================================================
+
+PICKLE_BYTES = b"PK\x03\x04 pretend torch zip " + bytes(range(256)) * 16
+
+
+@pytest.mark.parametrize("name,url_name", [
+    ("x.PTH", "x.PTH"), ("x.ckpt ", "x.ckpt"), ("model.safetensors.pt", "model.safetensors.pt"),
+    ("sub/x.Bin", "x.Bin"), ("x.pt2", "x.pt2"), ("x.pkl", "x.pkl"),
+    ("x.safetensors", "x.ckpt"),                     # the URL names the pickle, the row a safetensors
+    ("x.safetensors", "x.PTH?download=true"),
+])
+async def test_the_download_route_asks_for_every_pickle_spelling(make_api, make_config, servers, comfy_root,
+                                                                  name, url_name):
+    ep, _victim = servers
+    ep.add(f"/o/r/resolve/main/{url_name.split('?')[0]}", PICKLE_BYTES)
+    api = await make_api(endpoint_config(make_config, ep))
+    item = {"filename": name, "directory": "checkpoints", "url": ep.url(f"/o/r/resolve/main/{url_name}", "localhost")}
+    resp = await api.post("/comfyfixer/download", json={"items": [item]})
+    assert resp.status == 400, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["type"] == "ValidationError" and "pickle" in error["message"]
+    assert (await (await api.get("/comfyfixer/jobs")).json())["jobs"] == []
+    assert not any(r.method == "GET" and r.header("Range") is None for r in ep.requests)  # no body fetched
+    assert files_under(comfy_root) == []
+    # the same row with its own yes is taken
+    resp = await api.post("/comfyfixer/download", json={"items": [{**item, "allow_pickle": True}]})
+    assert resp.status == 202, await resp.text()
+
+
+async def test_an_extensionless_civitai_link_serving_a_pickle_is_not_saved_as_safetensors(make_api, make_config,
+                                                                                         servers, comfy_root):
+    """``/api/download/models/1`` answers ``Content-Disposition: x.ckpt`` with a torch zip; the
+    row asked for ``x.safetensors``: the pickle must not land under a safetensors name."""
+    ep, civitai = servers
+    civitai.add("/api/download/models/1", PICKLE_BYTES, disposition='attachment; filename="x.ckpt"')
+    api = await make_api(endpoint_config(make_config, ep, civitai_base_url=f"http://localhost:{civitai.port}"))
+    resp = await api.post("/comfyfixer/download", json={"items": [
+        {"filename": "x.safetensors", "directory": "checkpoints",
+         "url": civitai.url("/api/download/models/1", "localhost")}]})
+    assert resp.status == 202, await resp.text()
+    job = await wait_job(api, (await resp.json())["job_id"])
+    assert job["items"][0]["state"] == "failed", job["items"][0]
+    assert job["items"][0]["error"]["type"] == "NotAModelFileError"
+    assert [p for p in files_under(comfy_root) if not p.endswith((".part", ".part.json"))] == []
+
+
+@pytest.mark.parametrize("widget,url_name", [("x.PTH", "x.PTH"), ("x.safetensors", "x.pth"),
+                                             ("sub/x.ckpt", "x.ckpt")])
+def test_cli_fix_yes_never_downloads_a_pickle_named_by_workflow_metadata(cli_env, servers, comfy_root, tmp_path,
+                                                                         widget, url_name):
+    ep, _victim = servers
+    ep.add(f"/o/r/resolve/main/{url_name}", PICKLE_BYTES)
+    wf = models_workflow(tmp_path / "wf.json", ep.url(f"/o/r/resolve/main/{url_name}", "localhost"), name=widget)
+    env = dict(cli_env, COMFYFIXER_HF_ENDPOINT=f"http://localhost:{ep.port}",
+               COMFYFIXER_CIVITAI_BASE_URL=f"http://localhost:{ep.port}")
+    # picked by hand (a user trusting the workflow): still a pickle, still needs its own yes
+    done = comfyfixer(env, "fix", wf, "--comfyui-root", comfy_root, "--yes", "--json", "--pick", f"{widget}=1")
+    report = json.loads(done.stdout)
+    assert done.returncode != 0 and report["plan"] == [], report
+    assert [f["error_type"] for f in report["failures"]] == ["PickleConfirmationRequired"], report["failures"]
+    assert ep.requests_for(f"/o/r/resolve/main/{url_name}") == [] or all(
+        r.method == "HEAD" for r in ep.requests_for(f"/o/r/resolve/main/{url_name}"))
+    assert files_under(comfy_root) == []
+
+
+# == 6. cancel that stops =======================================================================
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never answers (a stalled CDN): headers never come."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+                held.append(conn)
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], held
+    stop.set()
+    thread.join(5)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("how", ["job", "item"])
+async def test_cancel_of_a_download_whose_headers_never_come_frees_the_slot(make_api, make_config, servers,
+                                                                            comfy_root, silent_server, how):
+    ep, _victim = servers
+    port, held = silent_server
+    api = await make_api(endpoint_config(make_config, ep, download_concurrency=1, download_timeout=120,
+                                         allowed_hosts=["127.0.0.1:*"]))
+    resp = await api.post("/comfyfixer/download", json={"items": [
+        {"filename": "stuck.safetensors", "directory": "checkpoints",
+         "url": f"http://127.0.0.1:{port}/stuck.safetensors"}]})
+    job_id = (await resp.json())["job_id"]
+    deadline = time.monotonic() + 30
+    while not held and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert held, "the download never connected"
+    started = time.monotonic()
+    if how == "job":
+        await api.delete(f"/comfyfixer/jobs/{job_id}")
+    else:
+        await api.post(f"/comfyfixer/jobs/{job_id}/items/1/cancel", json={})
+    # the slot is free at once: the next job's download reaches its server
+    resp = await api.post("/comfyfixer/download", json={"items": [
+        {"filename": "x.safetensors", "directory": "checkpoints", "url": ep.url(OK, "localhost")}]})
+    while not ep.requests_for(OK) and time.monotonic() - started < 30:
+        await asyncio.sleep(0.05)
+    freed = time.monotonic() - started
+    assert ep.requests_for(OK), "the cancelled row kept its slot"
+    assert freed < 10, f"slot freed after {freed:.1f}s (2 s on an idle machine)"
+    assert await asyncio.to_thread(api.fixer.jobs.wait_idle, 30)
+    job = await (await api.get(f"/comfyfixer/jobs/{job_id}")).json()
+    assert job["items"][0]["state"] == "cancelled", job["items"][0]
+    assert time.monotonic() - started < 15  # the stuck read itself ended too
