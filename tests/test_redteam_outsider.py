@@ -584,3 +584,76 @@ async def test_cancel_of_a_download_whose_headers_never_come_frees_the_slot(make
     job = await (await api.get(f"/comfyfixer/jobs/{job_id}")).json()
     assert job["items"][0]["state"] == "cancelled", job["items"][0]
     assert time.monotonic() - started < 15  # the stuck read itself ended too
+
+
+# == 7. bad local input through the CLI ==========================================================
+
+@posix_only
+@pytest.mark.parametrize("kind", ["fifo", "link-to-dev-zero", "link-to-dev-urandom", "sparse-4gb", "directory"])
+@pytest.mark.parametrize("command", ["scan", "resolve"])
+def test_cli_named_files_that_are_not_small_regular_files_fail_fast(cli_env, tmp_path, kind, command):
+    """The workflow is named on the command line (not found by a folder scan)."""
+    wf = tmp_path / "wf.json"
+    if kind == "fifo":
+        os.mkfifo(wf)
+    elif kind.startswith("link-to-dev"):
+        wf.symlink_to("/dev/" + kind.rsplit("-", 1)[-1])
+    elif kind == "sparse-4gb":
+        with open(wf, "wb") as fh:
+            fh.truncate(4 << 30)
+    else:
+        wf.mkdir()
+    started = time.monotonic()
+    env = dict(cli_env, COMFYFIXER_HF_ENDPOINT="http://localhost:9", COMFYFIXER_CIVITAI_BASE_URL="http://localhost:9")
+    done = comfyfixer(env, command, wf, timeout=120)
+    assert done.returncode != 0, done.stdout
+    assert time.monotonic() - started < 60
+    message = (done.stdout + done.stderr).lower()
+    assert any(w in message for w in ("regular file", "not a file", "too large", "larger", "size", "no workflow files")), \
+        done.stdout + done.stderr
+    assert "traceback" not in message
+
+
+TERMINAL_ATTACKS = {
+    "osc52": "\x1b]52;c;ZWNobyBwd25lZA==\x07",
+    "osc52-st": "\x1b]52;c;ZWNobyBwd25lZA==\x1b\\",
+    "csi-clear": "\x1b[2J\x1b[H",
+    "c1-csi": "\x9b2J",
+    "c1-osc": "\x9d52;c;QQ==\x9c",
+    "title": "\x1b]0;pwned\x07",
+    "hyperlink": "\x1b]8;;http://evil.example\x1b\\click\x1b]8;;\x1b\\",
+    "bidi": "\u202egpj.exe",
+}
+RAW_BAD = ("\x1b", "\x9b", "\x9d", "\x9c", "\x07", "\u202e")
+
+
+def attack_workflow(path: Path, url: str) -> Path:
+    """Every string a user sees carries an escape: node title, type, widget file name, the
+    metadata URL and name, a group title."""
+    nodes = []
+    for i, (name, seq) in enumerate(sorted(TERMINAL_ATTACKS.items())):
+        nodes.append({"id": i + 1, "type": "CheckpointLoaderSimple", "mode": 0,
+                      "title": f"t{seq}", "widgets_values": [f"m_{name}{seq}.safetensors"],
+                      "properties": {"models": [{"name": f"m_{name}{seq}.safetensors", "url": url + seq,
+                                                 "directory": "checkpoints"}]}})
+    nodes.append({"id": 99, "type": "Evil\x1b]52;c;QQ==\x07Loader\x9b2J", "mode": 0, "widgets_values": []})
+    path.write_text(json.dumps({"last_node_id": 99, "links": [], "version": 0.4, "nodes": nodes,
+                                "groups": [{"title": "g\x1b]52;c;QQ==\x07"}]}))
+    return path
+
+
+@pytest.mark.parametrize("command", [["scan"], ["resolve"], ["fix", "--dry-run"], ["fix", "--yes"],
+                                     ["-vv", "resolve"]])
+def test_cli_output_carries_no_terminal_control_from_a_workflow_or_a_hub(cli_env, servers, comfy_root, tmp_path,
+                                                                          command):
+    ep, _victim = servers
+    # the hub's own answers carry escapes too: an error body and a hostile file name
+    ep.add("/api/v1/models", status=500, body=b'{"error": "boom \x1b]52;c;QQ==\x07 \x9b2J"}')
+    wf = attack_workflow(tmp_path / "wf\x1b]0;x\x07.json", ep.url("/o/r/resolve/main/m.safetensors", "localhost"))
+    env = dict(cli_env, COMFYFIXER_HF_ENDPOINT=f"http://localhost:{ep.port}",
+               COMFYFIXER_CIVITAI_BASE_URL=f"http://localhost:{ep.port}")
+    done = comfyfixer(env, *command, wf, "--comfyui-root", comfy_root)
+    for stream in (done.stdout, done.stderr):
+        assert not [c for c in RAW_BAD if c in stream], [c for c in RAW_BAD if c in stream]
+    assert "traceback" not in done.stderr.lower(), done.stderr
+    assert "m_c1-csi" in done.stdout + done.stderr  # the rest of the name is shown
