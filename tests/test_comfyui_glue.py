@@ -243,6 +243,23 @@ def test_the_inventory_lists_each_key_with_comfyuis_own_extension_set(comfy, mak
     finally:
         core.close()
 
+    # a pack's own folder inside custom_nodes: read by the inventory, never a download target
+    pack_dir = comfy.base / "custom_nodes" / "Pack" / "models"
+    (pack_dir / "m.safetensors").parent.mkdir(parents=True)
+    (pack_dir / "m.safetensors").write_bytes(b"x")
+    comfy.folder_paths.folder_names_and_paths["pack_models"] = ([str(pack_dir)], {".safetensors"})
+    comfy.folder_paths.folder_names_and_paths["checkpoints"][0].append(str(pack_dir))
+    table = routes.folders()
+    assert "pack_models" not in table and str(pack_dir) not in table["checkpoints"]
+    assert table.readable["pack_models"] == [str(pack_dir)]
+    assert table.readable["checkpoints"][-1] == str(pack_dir)
+    core = default_core_factory(routes.effective_config(), table)
+    try:
+        assert core.inventory.has_model("m.safetensors", "pack_models")
+        assert core.inventory.has_model("m.safetensors", "checkpoints")
+    finally:
+        core.close()
+
     # a provider without extensions(): every key takes the bundled or configured sets, as before
     plain = FixerRoutes(folders=lambda: {"checkpoints": [str(models / "checkpoints")]},
                         config=make_config(comfyui_root=comfy.base))

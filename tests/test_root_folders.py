@@ -158,3 +158,53 @@ def test_pack_registered_folders_join_the_inventory(root, tmp_path):
     off = ModelInventory(Config(cache_dir=tmp_path / "cache", read_node_sources=False)).build(root)
     assert off.check(ref("mm_sd15_v3.safetensors", "animatediff_models")).status != PRESENT
     assert off.check(ref("w.bin", "pack_weights")).status not in (PRESENT, ELSEWHERE)
+
+
+# -- the server run outside ComfyUI with a root ------------------------------------------------
+
+def test_the_server_outside_comfyui_sees_pack_folders_and_caches_the_reading(root, tmp_path, monkeypatch):
+    import comfyfixersmart.scan.rootdefs as rootdefs
+    from comfyfixersmart.service.routes import FixerRoutes, default_core_factory
+
+    pack = root / "custom_nodes" / "ADE"
+    pack.mkdir(parents=True)
+    (pack / "__init__.py").write_text(PACK)
+    put(pack, "models/mm_sd15_v3.safetensors")
+    put(pack, "weights/w.bin")
+    calls = []
+    real = rootdefs.read_root
+    monkeypatch.setattr(rootdefs, "read_root", lambda *a, **k: calls.append(a) or real(*a, **k))
+    config = Config(cache_dir=tmp_path / "cache", state_dir=tmp_path / "state", comfyui_root=root)
+    routes = FixerRoutes(config=config)
+    try:
+        table = routes.folders()
+        # read for the inventory, never a download target (custom_nodes holds code)
+        assert table.readable["animatediff_models"] == [str(root / "models" / "animatediff_models"),
+                                                        str(pack / "models")]
+        assert table.readable["pack_weights"] == [str(pack / "weights")]
+        assert table["animatediff_models"] == [str(root / "models" / "animatediff_models")]
+        assert "pack_weights" not in table
+        core = default_core_factory(config, table)
+        try:
+            assert core.inventory.check(ref("mm_sd15_v3.safetensors", "animatediff_models")).status == PRESENT
+            assert core.inventory.has_model("w.bin", "pack_weights")
+        finally:
+            core.close()
+        for _ in range(3):
+            assert routes.folders() == table
+        assert len(calls) == 1  # the packs were read once, not on every request
+
+        # a new pack is seen on the next request
+        other = root / "custom_nodes" / "Other"
+        other.mkdir()
+        (other / "__init__.py").write_text(
+            "import os, folder_paths\n"
+            "folder_paths.add_model_folder_path('other_models', os.path.join(os.path.dirname(__file__), 'm'))\n")
+        assert routes.folders().readable["other_models"] == [str(other / "m")]
+        assert len(calls) == 2
+        # and so is a new extra_model_paths.yaml
+        (root / "extra_model_paths.yaml").write_text(f"x:\n  base_path: {tmp_path / 'more'}\n  loras: loras\n")
+        assert str(tmp_path / "more" / "loras") in routes.folders()["loras"]
+        assert len(calls) == 3
+    finally:
+        routes.close()

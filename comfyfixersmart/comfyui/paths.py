@@ -24,6 +24,11 @@ class ComfyFolders:
         self._fp = folder_paths
 
     def __call__(self) -> Dict[str, List[str]]:
+        return model_folder_table(self.readable(), self.protected_roots())
+
+    def readable(self) -> Dict[str, List[str]]:
+        """Every model key's folders before the write policy: a pack's own folder inside
+        custom_nodes included (the inventory reads it; nothing is written there)."""
         table: Dict[str, List[str]] = {}
         for key in list(self._fp.folder_names_and_paths):
             if key in NON_MODEL_KEYS:  # custom_nodes holds code, never a download target
@@ -34,7 +39,7 @@ class ComfyFolders:
                 if path not in paths:
                     paths.append(path)
             table[key] = paths
-        return model_folder_table(table, self.protected_roots())
+        return table
 
     def extensions(self) -> Dict[str, FrozenSet[str]]:
         """Each model key's own extension set (``folder_names_and_paths[key][1]``): the files

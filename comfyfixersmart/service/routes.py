@@ -12,7 +12,8 @@ import asyncio
 import functools
 import os
 import threading
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Set
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from aiohttp import web
 
@@ -43,7 +44,7 @@ from ..pickles import PICKLE_CONFIRMATION
 from ..search.pasted import resolve_download_items
 from ..security import redact_text, redact_url
 from ..settings import Config, get_config
-from ..write_policy import model_folder_table, protected_roots
+from ..write_policy import REFUSED_KEYS, model_folder_table, protected_roots
 from .hostcheck import Listen, check_host_header
 from .jobs import Emit, JobManager, JobStore, PlanOutcome
 from .tokens import SETTING_NAMES, TokenStore
@@ -70,21 +71,57 @@ CoreFactory = Callable[[Config, FolderTable], Any]
 
 
 class FolderTableWithExtensions(dict):
-    """``FixerRoutes.folders()``: key -> [dirs] (what ``GET /comfyfixer/folders`` shows), and in
-    ``extensions`` each key's own extension set when the provider knows it (ComfyUI's
-    ``folder_names_and_paths[key][1]``, a root's sources)."""
+    """``FixerRoutes.folders()``: key -> [dirs] files may be written to (what ``GET
+    /comfyfixer/folders`` shows); ``extensions``: each key's own extension set when the provider
+    knows it (ComfyUI's ``folder_names_and_paths[key][1]``, a root's sources); ``readable``: the
+    same table plus the folders only read (a pack's own ``models`` folder inside custom_nodes:
+    ComfyUI lists its files, nothing is ever written there), for the inventory."""
 
-    def __init__(self, table: Mapping[str, List[str]], extensions: Optional[Mapping[str, Any]] = None):
+    def __init__(self, table: Mapping[str, List[str]], extensions: Optional[Mapping[str, Any]] = None,
+                 readable: Optional[Mapping[str, List[str]]] = None):
         super().__init__(table)
+        self.readable: Dict[str, List[str]] = {k: list(v) for k, v in (readable or table).items()}
         self.extensions: Dict[str, frozenset] = {str(k): frozenset(v) for k, v in (extensions or {}).items()
-                                                 if v is not None and k in table}
+                                                 if v is not None and k in self.readable}
+
+
+def readable_folders(table: Mapping[str, List[str]], full: Mapping[str, Sequence[str]],
+                     protected: Sequence[str]) -> Dict[str, List[str]]:
+    """``table`` (the write table) plus, after each key's own folders, the folders of ``full``
+    that lie strictly inside a protected root (a pack's folder under custom_nodes).  Folders
+    that are or contain a protected root, and refused keys, stay out."""
+    out = {k: list(v) for k, v in table.items()}
+    for key, paths in full.items():
+        key = str(key)
+        if key in REFUSED_KEYS or canonical_folder(key) in REFUSED_KEYS:
+            continue
+        for p in paths:
+            p = os.fspath(p)
+            if read_only(p, protected) and p not in out.get(key, []):
+                out.setdefault(key, []).append(p)
+    return out
+
+
+def read_only(path: str, protected: Sequence[str]) -> bool:
+    """True for a folder strictly inside a protected root (never written, still read)."""
+    real = os.path.realpath(path)
+    return (any(real != r and _within(real, r) for r in protected)
+            and not any(_within(r, real) for r in protected))
+
+
+def _within(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:
+        return False
 
 
 def inventory_folders(folders: FolderTable) -> Dict[str, Any]:
-    """``folders`` as ``ModelInventory.build_from_folders`` takes them: ``([dirs], {extensions})``
-    pairs for the keys whose extension set is known, so each key lists what ComfyUI lists."""
+    """``folders`` as ``ModelInventory.build_from_folders`` takes them: the readable table, with
+    ``([dirs], {extensions})`` pairs for the keys whose extension set is known."""
     exts = getattr(folders, "extensions", None) or {}
-    return {k: (list(v), set(exts[k])) if k in exts else list(v) for k, v in folders.items()}
+    table = getattr(folders, "readable", None) or folders
+    return {k: (list(v), set(exts[k])) if k in exts else list(v) for k, v in table.items()}
 
 
 def default_core_factory(config: Config, folders: FolderTable, node_table: Any = None):
@@ -102,18 +139,77 @@ def default_core_factory(config: Config, folders: FolderTable, node_table: Any =
     return ComfyFixerCore(config, inventory=inventory, scanner=WorkflowScanner(config, node_table=node_table))
 
 
+class RootFolders:
+    """Folders provider outside ComfyUI: the folders of ``config.comfyui_root`` as the CLI's
+    inventory sees them (``root_folders.root_folder_paths``: models/, extra_model_paths.yaml and
+    the folders packs register in their own directory), with each key's extension set.
+
+    The answer is kept until the root's ``extra_model_paths.yaml``, ``folder_paths.py``,
+    ``custom_nodes`` folder, one of its entries or a pack's ``__init__.py`` changes (a few
+    ``stat`` calls per request): the packs are not walked again on every request.
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        self._lock = threading.Lock()
+        self._signature: Optional[tuple] = None
+        self._table: Dict[str, List[str]] = {}
+        self._extensions: Dict[str, frozenset] = {}
+        #: how many times the root was read (tests check the cache)
+        self.reads = 0
+
+    def __call__(self) -> Dict[str, List[str]]:
+        return dict(self._current()[0])
+
+    def extensions(self) -> Dict[str, frozenset]:
+        return dict(self._current()[1])
+
+    def _current(self) -> Tuple[Dict[str, List[str]], Dict[str, frozenset]]:
+        root = self._config.comfyui_root
+        if root is None:
+            return {}, {}
+        signature = _root_signature(Path(root))
+        with self._lock:
+            if signature != self._signature:
+                from ..extra_paths import model_folders_only
+                from ..root_folders import root_folder_paths
+
+                folders, known = root_folder_paths(root, self._config)
+                self._table = {k: [str(p) for p in v] for k, v in model_folders_only(folders).items()}
+                self._extensions = {k: frozenset(v) for k, v in known.items() if v is not None}
+                self._signature = signature
+                self.reads += 1
+            return self._table, self._extensions
+
+
+def _stat_key(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), None)
+    return (str(path), st.st_mtime_ns, st.st_size)
+
+
+def _root_signature(root: Path) -> tuple:
+    """What ``RootFolders`` watches: the files ComfyUI's folder table and the packs'
+    registrations come from (an edit deeper inside a pack is seen after a restart, as in ComfyUI)."""
+    from ..extra_paths import EXTRA_PATHS_FILE
+
+    custom = root / "custom_nodes"
+    keys = [_stat_key(root / EXTRA_PATHS_FILE), _stat_key(root / "folder_paths.py"), _stat_key(custom)]
+    try:
+        entries = sorted(os.scandir(custom), key=lambda e: e.name)
+    except OSError:
+        entries = []
+    for entry in entries:
+        keys.append(_stat_key(Path(entry.path)))
+        keys.append(_stat_key(Path(entry.path) / "__init__.py"))
+    return tuple(keys)
+
+
 def folders_from_root(config: Config) -> FoldersProvider:
-    """Outside ComfyUI: the folders of ``config.comfyui_root`` (models/ + extra_model_paths.yaml)."""
-
-    def provider() -> Dict[str, List[str]]:
-        if config.comfyui_root is None:
-            return {}
-        from ..extra_paths import comfyui_folder_paths, model_folders_only
-
-        table = model_folders_only(comfyui_folder_paths(config.comfyui_root))
-        return {k: [str(p) for p in v] for k, v in table.items()}
-
-    return provider
+    """Outside ComfyUI: a cached ``RootFolders`` provider for ``config.comfyui_root``."""
+    return RootFolders(config)
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -240,6 +336,7 @@ class FixerRoutes:
         self._base_config = config
         self.core_factory: CoreFactory = core_factory or default_core_factory
         self._folders = folders
+        self._root_folders: Optional[FoldersProvider] = None
         self._canonical = canonical
         self.comfyui = comfyui
         self._tokens = tokens
@@ -298,11 +395,23 @@ class FixerRoutes:
         """The model folder table: ComfyUI's keys minus the refused ones (output, input, temp,
         custom_nodes, or any folder overlapping them once resolved); ``.extensions`` holds the
         keys' extension sets when the provider has an ``extensions()`` method."""
-        provider = self._folders or folders_from_root(self.base_config)
-        table = {str(k): [str(p) for p in v] for k, v in provider().items()}
+        provider = self._folders
+        if provider is None:
+            with self._lazy_lock:  # one provider: it caches the root's reading
+                if self._root_folders is None:
+                    self._root_folders = folders_from_root(self.base_config)
+                provider = self._root_folders
+        raw = {str(k): [str(p) for p in v] for k, v in provider().items()}
+        # a provider that filters its own table (ComfyFolders) gives the unfiltered one here
+        readable = getattr(provider, "readable", None)
+        full = readable() if callable(readable) else raw
         exts = getattr(provider, "extensions", None)
-        return FolderTableWithExtensions(model_folder_table(table, self.protected_roots()),
-                                         exts() if callable(exts) else None)
+        protected = self.protected_roots()
+        # the read-only folders are expected there: kept out of the write table without a warning
+        writable = {k: [p for p in v if not read_only(p, protected)] for k, v in raw.items()}
+        table = model_folder_table({k: v for k, v in writable.items() if v or not raw[k]}, protected)
+        return FolderTableWithExtensions(table, exts() if callable(exts) else None,
+                                         readable_folders(table, full, protected))
 
     # -- mounting ---------------------------------------------------------------------------
     def add_routes(self, routes: web.RouteTableDef) -> None:
