@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import pytest
 from dlserver import loopback_config, payload
-from dlserver.fixtures import dest, server, sha  # noqa: F401
+from dlserver.fixtures import dest, platform_api, server, sha  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -186,6 +186,7 @@ def test_a_dropped_socket_is_a_transient_truncated_error(make_config):
 
 # -- the engine's single stream --------------------------------------------------------------
 
+@pytest.mark.usefixtures("platform_api")  # again as on Windows (dlserver.portable)
 def test_bytes_before_a_drop_are_all_on_disk_for_the_resume(server, make_config, dest):
     data = payload(5 * MB + 11)
     cut = 3 * MB + 12345  # mid-buffer on purpose
@@ -251,6 +252,7 @@ def test_bytes_before_a_read_timeout_are_written_before_the_error(make_config, d
     assert (dest / "f.safetensors").read_bytes() == data
 
 
+@pytest.mark.usefixtures("platform_api")  # again as on Windows (dlserver.portable)
 def test_many_buffers_verified_with_a_small_writeback_window(server, make_config, dest, monkeypatch):
     monkeypatch.setattr(engine, "WRITEBACK_WINDOW", 256 * 1024)  # many sync_file_range calls
     data = payload(24 * MB + 5)
@@ -261,6 +263,7 @@ def test_many_buffers_verified_with_a_small_writeback_window(server, make_config
     assert (dest / "big.safetensors").read_bytes() == data
 
 
+@pytest.mark.usefixtures("platform_api")  # again as on Windows (dlserver.portable)
 def test_no_hash_path_writes_the_same_bytes(server, make_config, dest):
     data = payload(6 * MB + 1)
     server.add("/f", data)
@@ -424,6 +427,7 @@ def test_prefix_hasher_reports_a_short_file_and_cancel(tmp_path):
         hasher.result(MB)
 
 
+@pytest.mark.usefixtures("platform_api")  # again as on Windows (dlserver.portable)
 def test_segmented_download_verified_from_the_prefix_hash(server, make_config, dest):
     data = payload(16 * MB + 9)
     server.add("/seg", data, rate=16 * MB)
