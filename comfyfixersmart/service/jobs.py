@@ -18,12 +18,16 @@ Updates cost O(1) per item change, whatever the size of the job:
 Jobs found unfinished in the store at start-up (ComfyUI was restarted mid-download) are
 queued again and resume from their ``.part`` files (``Config.auto_resume``, default on);
 with it off they are marked failed with a ``JobInterruptedError`` and Retry resumes them.
+A fix job cut off while still resolving keeps its input in the record (``Job.plan``: the
+workflow and options, at most ``MAX_PLAN_BYTES`` of JSON, dropped once resolving is over) and
+resolves again the same way (``replan``); without it, it is marked failed.
 """
 
 from __future__ import annotations
 
 import collections
 import copy
+import json
 import queue
 import threading
 import time
@@ -145,6 +149,8 @@ class Job:
     items: List[JobItem] = field(default_factory=list)
     error: Optional[Dict[str, Any]] = None
     cancel_requested: bool = False
+    #: a fix job's input while it resolves (stored, never sent to the page): resumes it after a restart
+    plan: Optional[Dict[str, Any]] = None
 
     def item(self, item_id: str) -> JobItem:
         for it in self.items:
@@ -172,9 +178,11 @@ class Job:
         return out
 
     def to_record(self) -> Dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "state": self.state, "created": self.created,
-                "updated": self.updated, "error": self.error, "cancel_requested": self.cancel_requested,
-                "items": [it.to_record() for it in self.items]}
+        record = {"id": self.id, "kind": self.kind, "state": self.state, "created": self.created,
+                  "updated": self.updated, "error": self.error, "cancel_requested": self.cancel_requested,
+                  "items": [it.to_record() for it in self.items]}
+        record["plan"] = self.plan  # None once resolving is over: the stored row shrinks again
+        return record
 
     @classmethod
     def from_record(cls, data: Dict[str, Any]) -> "Job":
@@ -182,7 +190,8 @@ class Job:
                    state=str(data.get("state") or "failed"),
                    created=float(data.get("created") or 0.0), updated=float(data.get("updated") or 0.0),
                    items=[JobItem.from_record(i) for i in data.get("items") or []],
-                   error=data.get("error"), cancel_requested=bool(data.get("cancel_requested")))
+                   error=data.get("error"), cancel_requested=bool(data.get("cancel_requested")),
+                   plan=data.get("plan") if isinstance(data.get("plan"), dict) else None)
 
 
 @dataclass
@@ -250,6 +259,26 @@ class MemoryJobStore:
 
 # -- the manager --------------------------------------------------------------------------------
 
+#: the largest fix input (workflow + options, as JSON) kept in the job record to resume resolving
+MAX_PLAN_BYTES = 4 * 1024 * 1024
+#: (stored fix input, cancel event) -> the planner that resolves it again
+Replan = Callable[[Dict[str, Any], threading.Event], Callable[[], "PlanOutcome"]]
+
+
+def _plan_record(plan: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """``plan`` if it is JSON of at most ``MAX_PLAN_BYTES``, else None (not resumable)."""
+    if plan is None:
+        return None
+    try:
+        size = len(json.dumps(plan, separators=(",", ":")).encode("utf-8"))
+    except (TypeError, ValueError):
+        return None
+    if size > MAX_PLAN_BYTES:
+        log.info("fix input of %d bytes not stored: the job cannot resume resolving after a restart", size)
+        return None
+    return plan
+
+
 class Downloader(Protocol):
     def download_model(self, url: str, save_path: str, **kwargs: Any) -> DownloadResult: ...
 
@@ -264,6 +293,7 @@ class JobManager:
         store: Optional[JobStore] = None,
         emit: Optional[Emit] = None,
         downloader_factory: Optional[Callable[[Config], Downloader]] = None,
+        replan: Optional[Replan] = None,
         progress_interval: float = 0.25,
         snapshot_interval: float = 0.5,
         max_workers: Optional[int] = None,
@@ -274,6 +304,7 @@ class JobManager:
         self._store: JobStore = store if store is not None else MemoryJobStore()
         self._emit_fn = emit
         self._downloader_factory = downloader_factory or _default_downloader
+        self._replan = replan
         self._interval = progress_interval
         self._history_limit = history_limit
         self._clock = clock
@@ -316,12 +347,14 @@ class JobManager:
         return self.get(job.id)
 
     def submit_fix(self, planner: Callable[[], PlanOutcome], *,
-                   cancel: Optional[threading.Event] = None) -> Dict[str, Any]:
+                   cancel: Optional[threading.Event] = None, plan: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """Queue a fix: ``planner`` (scan + resolve + plan, run in a thread) gives the items.
-        ``cancel`` is set when the job is cancelled while resolving (the planner watches it)."""
+        ``cancel`` is set when the job is cancelled while resolving (the planner watches it).
+        ``plan`` (JSON: the workflow and options) is stored while resolving so that a restart
+        resolves it again through ``replan``."""
         with self._lock:
             self._check_open()
-        job = self._create("fix", [])
+        job = self._create("fix", [], plan=_plan_record(plan))
         with self._lock:
             self._plan_cancel[job.id] = cancel if cancel is not None else threading.Event()
         self._planner_pool.submit(self._run_planner, job, planner)
@@ -440,7 +473,7 @@ class JobManager:
                 self._plan_cancel.pop(job.id, None)
             if isinstance(exc, ResolveCancelledError) and job.cancel_requested:
                 with self._lock:
-                    job.state = "cancelled"
+                    job.state, job.plan = "cancelled", None
                 self._changed(job, [])
                 return
             if not isinstance(exc, ComfyFixerError):
@@ -449,10 +482,12 @@ class JobManager:
                 job.error = _error_dict(exc) if isinstance(exc, ComfyFixerError) else {
                     "type": type(exc).__name__, "message": "resolving failed unexpectedly; see the server log"}
                 job.state = "cancelled" if job.cancel_requested else "failed"
+                job.plan = None
             self._changed(job, [])
             return
         with self._lock:
             self._plan_cancel.pop(job.id, None)
+            job.plan = None
             n = 0
             for spec in outcome.items:
                 n += 1
@@ -654,7 +689,7 @@ class JobManager:
     @staticmethod
     def _head_locked(job: Job) -> Tuple[Any, ...]:
         """The job-level fields: their change is stored and sent at once."""
-        return (job.state, job.error, job.cancel_requested, len(job.items))
+        return (job.state, job.error, job.cancel_requested, len(job.items), job.plan is None)
 
     def _emit_job(self, job_id: str) -> None:
         """Send the whole job now (it also stands for any snapshot still pending)."""
@@ -711,6 +746,7 @@ class JobManager:
             resume = False
         interrupted: List[Job] = []
         to_start: List[Tuple[Job, JobItem]] = []
+        to_plan: List[Job] = []
         for record in records:
             try:
                 job = Job.from_record(record)
@@ -733,24 +769,45 @@ class JobManager:
                         it.error = {"type": "JobInterruptedError",
                                     "message": "interrupted by a restart; retry to resume the download"}
                 if not job.items and job.state not in JOB_FINAL:
-                    job.error = {"type": "JobInterruptedError", "message": "interrupted by a restart while resolving"}
-                    job.state = "failed"
+                    if (resume and job.kind == "fix" and job.plan is not None and self._replan is not None
+                            and not job.cancel_requested):
+                        job.state, job.error = "queued", None  # resolved again below
+                        to_plan.append(job)
+                    else:
+                        job.error = {"type": "JobInterruptedError",
+                                     "message": "interrupted by a restart while resolving"}
+                        job.state, job.plan = "failed", None
                 else:
                     self._refresh_state_locked(job)
                 interrupted.append(job)
             self._jobs[job.id] = job
         for job in interrupted:
             self._changed(job)
+        for job in to_plan:
+            cancel = threading.Event()
+            try:
+                planner = self._replan(job.plan, cancel)  # type: ignore[misc]
+            except Exception as exc:  # a stored input that no longer reads: the job fails, the rest goes on
+                with self._lock:
+                    job.error = _error_dict(exc) if isinstance(exc, ComfyFixerError) else {
+                        "type": "JobInterruptedError", "message": "interrupted by a restart while resolving"}
+                    job.state, job.plan = "failed", None
+                self._changed(job, [])
+                continue
+            with self._lock:
+                self._plan_cancel[job.id] = cancel
+            log.info("resolving fix job %s again after a restart", job.id)
+            self._planner_pool.submit(self._run_planner, job, planner)
         if to_start:
             log.info("resuming %d download(s) interrupted by a restart", len(to_start))
         for job, it in to_start:
             self._start_item(job, it)
 
-    def _create(self, kind: str, items: List[JobItem]) -> Job:
+    def _create(self, kind: str, items: List[JobItem], plan: Optional[Dict[str, Any]] = None) -> Job:
         """A new job, stored first so that its id comes from the store."""
-        draft = Job(id="", kind=kind, items=items)
+        draft = Job(id="", kind=kind, items=items, plan=plan)
         job_id = self._store.create(kind, draft.to_record())
-        job = Job(id=job_id, kind=kind, created=draft.created, updated=draft.updated, items=items)
+        job = Job(id=job_id, kind=kind, created=draft.created, updated=draft.updated, items=items, plan=plan)
         with self._lock:
             self._jobs[job.id] = job
             self._stored_head[job.id] = self._head_locked(job)

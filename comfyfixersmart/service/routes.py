@@ -374,7 +374,7 @@ class FixerRoutes:
             if self._jobs is None:
                 store = self._job_store if self._job_store is not None else _state_store(self.base_config)
                 self._jobs = JobManager(lambda: tokens.apply(self.base_config), store=store, emit=self._emit,
-                                        downloader_factory=self._downloader_factory)
+                                        downloader_factory=self._downloader_factory, replan=self._replan)
             return self._jobs
 
     def effective_config(self) -> Config:
@@ -500,7 +500,8 @@ class FixerRoutes:
         await asyncio.to_thread(self._check_reference_count, workflow)
         cancel = threading.Event()
         job = self.jobs.submit_fix(functools.partial(self._plan_fix, workflow, min_confidence, allow_pickle, cancel),
-                                   cancel=cancel)
+                                   cancel=cancel, plan={"workflow": workflow, "min_confidence": min_confidence,
+                                                        "allow_pickle": allow_pickle})
         return web.json_response({"job_id": job["id"], "job": job}, status=202)
 
     @_guarded
@@ -682,6 +683,14 @@ class FixerRoutes:
         if count > config.max_references:
             raise RequestTooLargeError(f"the workflow names {count} model files; at most {config.max_references} "
                                        "per request (setting max_references)")
+
+    def _replan(self, plan: Dict[str, Any], cancel: threading.Event) -> Callable[[], PlanOutcome]:
+        """The planner of a fix job stored while resolving (``JobManager`` resumes it)."""
+        workflow = plan.get("workflow")
+        if not isinstance(workflow, dict):
+            raise ValidationError("the stored fix job has no workflow")
+        return functools.partial(self._plan_fix, workflow, plan.get("min_confidence"), plan.get("allow_pickle"),
+                                 cancel)
 
     def _plan_fix(self, workflow: dict, min_confidence: Optional[float], allow_pickle: Any = None,
                   cancel: Optional[threading.Event] = None) -> PlanOutcome:
