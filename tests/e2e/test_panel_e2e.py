@@ -365,6 +365,7 @@ def test_login_required_is_explained_then_token_and_retry_fix_it(tmp_path, comfy
         row.get_by_test_id("comfyfixer-download").click()
 
         expect(row).to_have_attribute("data-state", "failed", timeout=60_000)
+        expect(panel.get_by_test_id("comfyfixer-retry-failed")).to_have_text("Retry failed (1)")
         error = row.locator(".cf-error")
         expect(error).to_contain_text("token")
         assert not (base / "models" / "loras" / AUTH_LORA).exists()
