@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError, HostNotAllowedError
-from .net.urls import parse_rule
+from .net.urls import parse_rule, parse_url
 from .security import register_secret
 
 DEFAULT_MODEL_EXTENSIONS = [
@@ -376,6 +376,12 @@ def _as_http_url(name: str, value: Any) -> str:
         raise ConfigurationError(name, f"expected an http(s) URL, got {value!r}")
     if parts.username or parts.password:
         raise ConfigurationError(name, "credentials must not be put in the URL")
+    try:
+        # the network layer's own parse: an endpoint it would refuse (backslash, odd IPv4 forms,
+        # trailing dot...) is a clear error now, not an endpoint that silently allows nothing
+        parse_url(value)
+    except HostNotAllowedError as exc:
+        raise ConfigurationError(name, str(exc)) from None
     return value.strip().rstrip("/")
 
 

@@ -657,3 +657,35 @@ def test_cli_output_carries_no_terminal_control_from_a_workflow_or_a_hub(cli_env
         assert not [c for c in RAW_BAD if c in stream], [c for c in RAW_BAD if c in stream]
     assert "traceback" not in done.stderr.lower(), done.stderr
     assert "m_c1-csi" in done.stdout + done.stderr  # the rest of the name is shown
+
+
+# == endpoints themselves (HF_ENDPOINT, civitai_base_url, index_refresh_url) ======================
+
+BAD_ENDPOINTS = ["http://127.0.0.1:8188\\.hf.co", "http://0x7f.1:8188", "http://017700000001:8188",
+                 "https://huggingface.co.", "http://huggingface\uff0eco", "http://127.0.0.1%2e:8188"]
+
+
+@pytest.mark.parametrize("value", BAD_ENDPOINTS)
+@pytest.mark.parametrize("name", ["hf_endpoint", "civitai_base_url", "index_refresh_url"])
+def test_an_endpoint_the_network_layer_would_refuse_is_a_configuration_error(make_config, name, value):
+    from comfyfixersmart.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=name):
+        make_config(**{name: value})
+
+
+@pytest.mark.parametrize("value", BAD_ENDPOINTS[:3])
+async def test_the_settings_route_refuses_such_an_endpoint(make_api, make_config, servers, value):
+    api = await make_api(endpoint_config(make_config, servers[0]))
+    before = await (await api.get("/comfyfixer/settings")).json()
+    resp = await api.post("/comfyfixer/settings", json={"hf_endpoint": value})
+    assert resp.status == 400, await resp.text()
+    assert await (await api.get("/comfyfixer/settings")).json() == before
+
+
+def test_cli_with_a_bad_endpoint_in_the_environment_says_so(cli_env, tmp_path):
+    wf = models_workflow(tmp_path / "wf.json", "https://huggingface.co/o/r/resolve/main/x.safetensors")
+    done = comfyfixer(dict(cli_env, COMFYFIXER_INDEX_REFRESH_URL="http://127.0.0.1:8188\\.pypi.org"), "scan", wf)
+    assert done.returncode != 0
+    assert "index_refresh_url" in done.stdout + done.stderr and "backslash" in done.stdout + done.stderr
+    assert "traceback" not in done.stderr.lower()
