@@ -689,3 +689,42 @@ def test_cli_with_a_bad_endpoint_in_the_environment_says_so(cli_env, tmp_path):
     assert done.returncode != 0
     assert "index_refresh_url" in done.stdout + done.stderr and "backslash" in done.stdout + done.stderr
     assert "traceback" not in done.stderr.lower()
+
+
+@pytest.mark.parametrize("answer", ["169.254.169.254", "::ffff:169.254.169.254", "2002:a9fe:a9fe::1"])
+async def test_the_fix_route_with_a_hub_cdn_url_resolving_to_metadata_fetches_nothing(make_api, make_config, servers,
+                                                                                     comfy_root, resolver, tmp_path,
+                                                                                     answer):
+    """A shared workflow's ``models`` URL on a hub CDN name (trusted, planned at 95 %) whose DNS
+    answer is the cloud-metadata address: the panel's fix job connects nowhere."""
+    ep, _victim = servers
+    names, attempts = resolver
+    names["cdn-lfs.hf.co"] = answer
+    api = await make_api(endpoint_config(make_config, ep))
+    workflow = json.loads(models_workflow(tmp_path / "wf.json",
+                                          "https://cdn-lfs.hf.co/latest/meta-data/x.safetensors").read_text())
+    resp = await api.post("/comfyfixer/fix", json={"workflow": workflow})
+    assert resp.status == 202, await resp.text()
+    job = await wait_job(api, (await resp.json())["job_id"])
+    rows = [it for it in job.get("items", [])]
+    assert rows and all(it["state"] == "failed" for it in rows), job
+    assert {it["error"]["type"] for it in rows} == {"HostNotAllowedError"}, rows
+    assert attempts == [] and files_under(comfy_root) == []
+
+
+@pytest.mark.parametrize("on_disk,in_workflow", [("NFC", "NFD"), ("NFD", "NFC")])
+def test_cli_scan_reports_a_differently_normalised_name_missing(cli_env, comfy_root, tmp_path, on_disk, in_workflow):
+    """ComfyUI compares names character for character: ``mode\u0300le`` on disk does not load
+    a widget saying ``mod\u00e8le``."""
+    import unicodedata
+
+    name = "mod\u00e8le_\u00e9t\u00e9.safetensors"
+    (comfy_root / "models" / "checkpoints" / unicodedata.normalize(on_disk, name)).write_bytes(payload(1024, 9))
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps({"last_node_id": 1, "links": [], "version": 0.4, "nodes": [
+        {"id": 1, "type": "CheckpointLoaderSimple", "mode": 0, "properties": {},
+         "widgets_values": [unicodedata.normalize(in_workflow, name)]}]}))
+    done = comfyfixer(cli_env, "scan", wf, "--comfyui-root", comfy_root, "--json")
+    report = json.loads(done.stdout)
+    [ref] = report["workflows"][0]["references"]
+    assert ref["status"] == "elsewhere", ref  # found under another spelling: to relink, not "present"
