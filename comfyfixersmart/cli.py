@@ -131,9 +131,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     undo_logging = _setup_logging(args.verbose)
     try:
-        return _main(args)
+        code = _main(args)
     finally:
         undo_logging()
+    if code == EXIT_INTERRUPTED and argv is None:  # run as the program, not called in-process
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process at once after Ctrl-C.  A hub lookup blocked in a socket read (a hub that
+    accepts and never answers) runs on a pool thread that the interpreter joins on its way out
+    (``concurrent.futures``): the exit would wait up to the read timeout, after "interrupted"
+    was printed.  Output and logs are flushed first; partial downloads are kept as they are."""
+    import logging
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    logging.shutdown()
+    os._exit(code)
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -728,3 +728,64 @@ def test_cli_scan_reports_a_differently_normalised_name_missing(cli_env, comfy_r
     report = json.loads(done.stdout)
     [ref] = report["workflows"][0]["references"]
     assert ref["status"] == "elsewhere", ref  # found under another spelling: to relink, not "present"
+
+
+# == 6b. cancel while the hub itself hangs ======================================================
+
+def names_workflow(path: Path, count: int) -> Path:
+    path.write_text(json.dumps({"last_node_id": count, "links": [], "version": 0.4, "nodes": [
+        {"id": i + 1, "type": "LoraLoader", "mode": 0, "properties": {},
+         "widgets_values": [f"hang_{i}.safetensors", 1, 1]} for i in range(count)]}))
+    return path
+
+
+async def test_delete_of_a_fix_job_whose_hub_never_answers_ends_it(make_api, make_config, silent_server, tmp_path):
+    port, held = silent_server
+    hub = f"http://127.0.0.1:{port}"
+    api = await make_api(make_config(hf_endpoint=hub, civitai_base_url=hub, civitai_api_timeout=300,
+                                     download_timeout=300))
+    workflow = json.loads(names_workflow(tmp_path / "wf.json", 5).read_text())
+    resp = await api.post("/comfyfixer/fix", json={"workflow": workflow})
+    assert resp.status == 202, await resp.text()
+    job_id = (await resp.json())["job_id"]
+    deadline = time.monotonic() + 30
+    while not held and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert held, "the fix job never asked the hub"
+    started = time.monotonic()
+    resp = await api.delete(f"/comfyfixer/jobs/{job_id}")
+    assert resp.status == 200, await resp.text()
+    assert await asyncio.to_thread(api.fixer.jobs.wait_idle, 60)
+    took = time.monotonic() - started
+    job = await (await api.get(f"/comfyfixer/jobs/{job_id}")).json()
+    assert job["state"] == "cancelled", job
+    assert took < 15, f"the job ended {took:.1f}s after DELETE (2 s on an idle machine)"
+
+
+@posix_only
+def test_ctrl_c_during_resolve_against_a_hub_that_never_answers(cli_env, silent_server, tmp_path):
+    import signal
+
+    port, held = silent_server
+    hub = f"http://127.0.0.1:{port}"
+    env = dict(cli_env, COMFYFIXER_HF_ENDPOINT=hub, COMFYFIXER_CIVITAI_BASE_URL=hub,
+               COMFYFIXER_CIVITAI_API_TIMEOUT="300")
+    wf = names_workflow(tmp_path / "wf.json", 3)
+    proc = subprocess.Popen([sys.executable, "-m", "comfyfixersmart", "resolve", str(wf)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not held and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert held, "resolve never asked the hub"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert took < 10, f"Ctrl-C took {took:.1f}s (2 s on an idle machine)"
+    assert "traceback" not in err.lower(), err
