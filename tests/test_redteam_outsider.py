@@ -789,3 +789,66 @@ def test_ctrl_c_during_resolve_against_a_hub_that_never_answers(cli_env, silent_
     assert proc.returncode == 130, (proc.returncode, out, err)
     assert took < 10, f"Ctrl-C took {took:.1f}s (2 s on an idle machine)"
     assert "traceback" not in err.lower(), err
+
+
+@pytest.mark.parametrize("target", ["other-port", "mapped", "hex-short", "userinfo"])
+async def test_a_pasted_page_whose_hub_lookup_redirects_to_another_local_port(make_api, make_config, servers,
+                                                                             comfy_root, target):
+    """A pasted ``/blob/`` page is looked up on the hub first; every hub answer on the way
+    redirects to the victim: the lookup and the download never reach it."""
+    ep, victim = servers
+    location = REDIRECT_TARGETS[target].format(v=victim.port, e=ep.port)
+    for path in ("/o/r/resolve/main/x.safetensors", "/api/models/o/r", "/api/models/o/r/revision/main",
+                 "/api/models/o/r/tree/main", "/api/models/o/r/paths-info/main", "/o/r/blob/main/x.safetensors"):
+        ep.add(path, redirect=location)
+    api = await make_api(endpoint_config(make_config, ep))
+    resp = await api.post("/comfyfixer/download", json={"items": [
+        {"filename": "x.safetensors", "directory": "checkpoints",
+         "url": ep.url("/o/r/blob/main/x.safetensors", "localhost")}]})
+    if resp.status == 202:
+        job = await wait_job(api, (await resp.json())["job_id"])
+        assert job["summary"]["failed"] == 1, job
+    else:
+        assert resp.status in (400, 502), await resp.text()
+    assert ep.requests, "the hub was never asked"
+    assert victim.requests == []
+    assert files_under(comfy_root) == []
+
+
+# == the index refresh URL ========================================================================
+
+@pytest.mark.parametrize("wheel_url", [
+    "http://localhost:{v}/x.whl",                         # the refresh endpoint's host, another port
+    "http://127.0.0.1:{v}/x.whl",
+    "http://[::ffff:127.0.0.1]:{v}/x.whl",
+    "https://files.pythonhosted.org\\@127.0.0.1:{v}/x.whl",
+    "http://files.pythonhosted.org/x.whl",                # the wheel host over plain http
+    "redirect",                                           # the right origin, redirecting to the victim
+])
+def test_index_refresh_fetches_wheels_only_from_the_wheel_host(make_config, servers, tmp_path, resolver, wheel_url):
+    """A PyPI mirror (``index_refresh_url``) whose JSON points the wheels anywhere else: the
+    refresh fails and the victim sees nothing."""
+    from comfyfixersmart.search.index_refresh import refresh_index
+
+    ep, victim = servers
+    names, attempts = resolver
+    names["files.pythonhosted.org"] = "127.0.0.1"  # answered locally; only reachable if allowed
+    victim.add("/x.whl", b"PK\x03\x04 not really")
+    if wheel_url == "redirect":
+        ep.add("/w/x.whl", redirect=f"http://localhost:{victim.port}/x.whl")
+        url = ep.url("/w/x.whl", "localhost")
+    else:
+        url = wheel_url.format(v=victim.port)
+    release = {"info": {"name": "p", "version": "9.9"},
+               "urls": [{"packagetype": "bdist_wheel", "filename": "../../x.whl", "url": url}]}
+    meta = {"info": {"name": "comfyui-workflow-templates", "version": "9.9",
+                     "requires_dist": ["comfyui-workflow-templates-json==9.9"]}}
+    ep.add("/pypi/comfyui-workflow-templates/json", json.dumps(meta).encode())
+    ep.add("/pypi/comfyui-manager/json", json.dumps(release).encode())
+    ep.add("/pypi/comfyui-workflow-templates-json/9.9/json", json.dumps(release).encode())
+    config = make_config(index_refresh_url=f"http://localhost:{ep.port}", cache_dir=tmp_path / "cache")
+    with pytest.raises(Exception) as caught:
+        refresh_index(config)
+    assert type(caught.value).__name__ in ("HostNotAllowedError", "TooManyRedirectsError"), caught.value
+    assert victim.requests == [] and attempts == []
+    assert not (tmp_path / "x.whl").exists() and not list((tmp_path / "cache").glob("*.json*"))
