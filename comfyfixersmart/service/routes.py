@@ -86,18 +86,20 @@ class FolderTableWithExtensions(dict):
 
 
 def readable_folders(table: Mapping[str, List[str]], full: Mapping[str, Sequence[str]],
-                     protected: Sequence[str]) -> Dict[str, List[str]]:
+                     protected: Sequence[str], is_read_only: Optional[Callable[[str], bool]] = None
+                     ) -> Dict[str, List[str]]:
     """``table`` (the write table) plus, after each key's own folders, the folders of ``full``
     that lie strictly inside a protected root (a pack's folder under custom_nodes).  Folders
     that are or contain a protected root, and refused keys, stay out."""
     out = {k: list(v) for k, v in table.items()}
+    check = is_read_only or (lambda p: read_only(p, protected))
     for key, paths in full.items():
         key = str(key)
         if key in REFUSED_KEYS or canonical_folder(key) in REFUSED_KEYS:
             continue
         for p in paths:
             p = os.fspath(p)
-            if read_only(p, protected) and p not in out.get(key, []):
+            if check(p) and p not in out.get(key, []):
                 out.setdefault(key, []).append(p)
     return out
 
@@ -407,11 +409,18 @@ class FixerRoutes:
         full = readable() if callable(readable) else raw
         exts = getattr(provider, "extensions", None)
         protected = self.protected_roots()
+        memo: Dict[str, bool] = {}  # realpath per folder once per request, not per use
+
+        def is_read_only(p: str) -> bool:
+            if p not in memo:
+                memo[p] = read_only(p, protected)
+            return memo[p]
+
         # the read-only folders are expected there: kept out of the write table without a warning
-        writable = {k: [p for p in v if not read_only(p, protected)] for k, v in raw.items()}
+        writable = {k: [p for p in v if not is_read_only(p)] for k, v in raw.items()}
         table = model_folder_table({k: v for k, v in writable.items() if v or not raw[k]}, protected)
         return FolderTableWithExtensions(table, exts() if callable(exts) else None,
-                                         readable_folders(table, full, protected))
+                                         readable_folders(table, full, protected, is_read_only))
 
     # -- mounting ---------------------------------------------------------------------------
     def add_routes(self, routes: web.RouteTableDef) -> None:
