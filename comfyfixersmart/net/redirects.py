@@ -66,7 +66,7 @@ def follow(session: requests.Session, url: str, config, *, method: str = "GET",
         if cancel is not None and cancel.is_set():
             raise DownloadCancelledError("cancelled", url=redact_url(first))
         response = send(session, method, current, config, headers=hop_headers(first, current, headers, config),
-                        stream=stream, timeout=timeout)
+                        stream=stream, timeout=timeout, cancel=cancel)
         if on_response is not None:
             on_response(response)
         location = response.headers.get("Location") if response.status_code in REDIRECT_STATUSES else None

@@ -18,7 +18,10 @@ checked (a proxy is a deliberate setting of the machine's owner).
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional, Union
+import socket
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Optional, Union
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -27,12 +30,73 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from ..errors import HostNotAllowedError
-from ..security import redact_text
+from ..errors import DownloadCancelledError, HostNotAllowedError
+from ..security import redact_text, redact_url
 from . import addresses
 from .urls import check_url, policy_for
 
 Timeout = Union[float, tuple]
+
+#: how often a cancel watcher looks at its request's end (it sees a cancel at once)
+WATCH_TICK = 0.25
+_watching = threading.local()
+
+
+def _shut(sock: Any) -> None:
+    """Make a recv blocked on ``sock`` in another thread return at once (with b"")."""
+    if isinstance(sock, socket.socket):
+        try:
+            # socket.socket's own shutdown: SSLSocket's would drop its SSL object under the
+            # reading thread; shutting the descriptor down is enough to wake that read
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _CancelWatch:
+    """While one request waits for its response headers, a cancel shuts its socket down: a
+    server that accepted and stays silent cannot hold the cancel for the read timeout."""
+
+    def __init__(self, cancel: threading.Event):
+        self.cancel = cancel
+        self._lock = threading.Lock()
+        self._sock: Any = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cfs-cancel-watch", daemon=True)
+
+    def attach(self, sock: Any) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.cancel.is_set():
+                _shut(sock)
+
+    def detach(self) -> None:
+        with self._lock:
+            self._sock = None
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            if self.cancel.wait(WATCH_TICK):
+                with self._lock:
+                    if self._sock is not None:
+                        _shut(self._sock)
+                return  # a socket attached later is shut by attach()
+
+
+@contextmanager
+def _watched(cancel: Optional[threading.Event]) -> Iterator[None]:
+    if cancel is None:
+        yield
+        return
+    watch = _CancelWatch(cancel)
+    previous = getattr(_watching, "watch", None)
+    _watching.watch = watch
+    watch._thread.start()
+    try:
+        yield
+    finally:
+        _watching.watch = previous
+        watch._done.set()
 
 
 class _CheckedConnection:
@@ -58,6 +122,18 @@ class _CheckedConnection:
             raise ConnectTimeoutError(self, f"Connection to {host} timed out") from exc
         except OSError as exc:
             raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+
+    def getresponse(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+        # the wait for the headers is where a silent server holds a request: let a cancel
+        # watcher of this thread's request (see send) shut the socket down
+        watch = getattr(_watching, "watch", None)
+        if watch is None:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        watch.attach(getattr(self, "sock", None))
+        try:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            watch.detach()
 
 
 def _pool_classes(config) -> dict:
@@ -137,18 +213,23 @@ def policy_refusal(exc: BaseException) -> Optional[HostNotAllowedError]:
 
 def send(session: requests.Session, method: str, url: str, config, *,
          headers: Optional[Mapping[str, str]] = None, data: Any = None, stream: bool = True,
-         timeout: Optional[Timeout] = None) -> requests.Response:
+         timeout: Optional[Timeout] = None, cancel: Optional[threading.Event] = None) -> requests.Response:
     """One request to ``url`` after the URL policy check; redirects are not followed (see
-    ``redirects.follow``).  Raises ``HostNotAllowedError`` or requests' exceptions."""
+    ``redirects.follow``).  Raises ``HostNotAllowedError`` or requests' exceptions, and
+    ``DownloadCancelledError`` when ``cancel`` is set while the request waits for its
+    response headers (its socket is shut down: the wait ends at once)."""
     url = check_url(url, policy_for(config))
     try:
-        return session.request(method, url, headers=dict(headers or {}), data=data, stream=stream,
-                               allow_redirects=False, timeout=timeout, proxies=proxies_for(url, config),
-                               verify=_verify())
+        with _watched(cancel):
+            return session.request(method, url, headers=dict(headers or {}), data=data, stream=stream,
+                                   allow_redirects=False, timeout=timeout, proxies=proxies_for(url, config),
+                                   verify=_verify())
     except requests.RequestException as exc:
         refusal = policy_refusal(exc)
         if refusal is not None:
             raise refusal from None
+        if cancel is not None and cancel.is_set():
+            raise DownloadCancelledError("cancelled", url=redact_url(url)) from None
         raise
 
 
