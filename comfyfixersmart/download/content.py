@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from ..errors import AuthRequiredError, NotAModelFileError
 from ..security import redact_url
+from .fileio import pread
 
 #: the model extensions whose bodies are checked
 MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
@@ -72,11 +73,11 @@ def check_file(name: str, fd: int, size: int) -> None:
     from its start, plus the whole safetensors header: it must parse as a JSON object."""
     if not is_checked(name):
         return
-    head = os.pread(fd, HEAD_BYTES, 0) if hasattr(os, "pread") else _read_at(fd, HEAD_BYTES, 0)
+    head = pread(fd, HEAD_BYTES, 0)
     check_head(name, head, total=size, ended=True)
     if name.lower().endswith((".safetensors", ".sft")) and size >= 8:
         (length,) = struct.unpack("<Q", head[:8])
-        raw = os.pread(fd, length, 8) if hasattr(os, "pread") else _read_at(fd, length, 8)
+        raw = pread(fd, length, 8)
         try:
             header = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -142,15 +143,3 @@ def _check_safetensors_head(name: str, head: bytes, total: Optional[int]) -> Non
 def _preview(head: bytes) -> str:
     text = head[:40].decode("utf-8", "replace")
     return repr("".join(c if c.isprintable() else "." for c in text))
-
-
-def _read_at(fd: int, length: int, offset: int) -> bytes:
-    """pread for systems without it (the caller holds the only handle of the part file)."""
-    os.lseek(fd, offset, os.SEEK_SET)
-    out = b""
-    while len(out) < length:
-        chunk = os.read(fd, length - len(out))
-        if not chunk:
-            break
-        out += chunk
-    return out
