@@ -16,7 +16,7 @@ import pytest
 from comfyfixersmart import cli
 from fakehub.fixtures import fake_hub  # noqa: F401
 from fakehub.registry import blob
-from test_core_support import DETAIL, MY_VAE, build_world, closed_port, node, sha, ui_workflow, write_json
+from test_core_support import DETAIL, MY_VAE, build_world, closed_port, node, sha, ui_workflow, write_json, cli_world, run_cli  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_WORKFLOW = REPO / "examples" / "workflows" / "example_workflow.json"
@@ -33,18 +33,6 @@ def wide(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # no folding: assertions can look for whole names
 
 
-@pytest.fixture
-def world(fake_hub, tmp_path, monkeypatch):
-    w = build_world(fake_hub, tmp_path)
-    for key, value in w.env().items():
-        monkeypatch.setenv(key, value)
-    return w
-
-
-def run_cli(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- scan ------------------------------------------------------------------------------------

@@ -7,24 +7,10 @@ import json
 
 import pytest
 
-from comfyfixersmart import cli
 from fakehub.fixtures import fake_hub  # noqa: F401
-from test_core_support import FUZZY, build_world
+from test_core_support import FUZZY, build_world, cli_world, run_cli  # noqa: F401
 
 
-@pytest.fixture
-def world(fake_hub, tmp_path, monkeypatch):  # noqa: F811
-    monkeypatch.setenv("COLUMNS", "200")
-    w = build_world(fake_hub, tmp_path)
-    for key, value in w.env().items():
-        monkeypatch.setenv(key, value)
-    return w
-
-
-def run_cli(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 class Terminal(io.StringIO):

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import pytest
+
 from fakehub import FakeHub, blob
 
 DETAIL = blob(40_000, seed=11)
@@ -125,3 +127,25 @@ def build_world(hub: FakeHub, tmp_path: Path) -> World:
     )
     workflow = write_json(tmp_path / "workflows" / "world.json", document)
     return World(hub=hub, root=root, workflow=workflow, document=document, civitai=ids)
+
+
+# -- the CLI against that world ---------------------------------------------------------------
+
+@pytest.fixture(name="world")
+def cli_world(fake_hub, tmp_path, monkeypatch):
+    """``build_world`` with its environment set for ``comfyfixer`` (a wide terminal, so
+    assertions can look for whole names).  Import it as ``cli_world``; it is named ``world``."""
+    monkeypatch.setenv("COLUMNS", "200")
+    w = build_world(fake_hub, tmp_path)
+    for key, value in w.env().items():
+        monkeypatch.setenv(key, value)
+    return w
+
+
+def run_cli(capsys, *argv):
+    """``comfyfixer ARGV`` in process: (exit code, stdout, stderr)."""
+    from comfyfixersmart import cli
+
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
