@@ -68,7 +68,7 @@ def make_config(tmp_path):
 
 
 @pytest.fixture
-def shared_dir() -> Path:
+def fixtures_dir() -> Path:
     """tests/fixtures: real public workflows and API bodies kept in the repository with their
     sources and licences (tests/fixtures/SOURCES.md), so no test depends on an outside folder."""
     return FIXTURES

@@ -22,8 +22,8 @@ SHA = "ab" * 32
 HF = "https://huggingface.co/org/repo/resolve/main/"
 
 
-def load(shared_dir, name):
-    return json.loads((shared_dir / "workflows" / name).read_text())
+def load(fixtures_dir, name):
+    return json.loads((fixtures_dir / "workflows" / name).read_text())
 
 
 def strip_models(doc):
@@ -44,13 +44,13 @@ def strip_models(doc):
 
 
 @pytest.fixture
-def subgraph_wf(shared_dir):
-    return load(shared_dir, "Comfy-Org__ComfyUI_frontend__missing_models_in_subgraph.json")
+def subgraph_wf(fixtures_dir):
+    return load(fixtures_dir, "Comfy-Org__ComfyUI_frontend__missing_models_in_subgraph.json")
 
 
 @pytest.fixture
-def wyrde(shared_dir):
-    return load(shared_dir, "wyrde__wyrde-comfyui-workflows__model-compare-hrf-pixel-v0.8.json")
+def wyrde(fixtures_dir):
+    return load(fixtures_dir, "wyrde__wyrde-comfyui-workflows__model-compare-hrf-pixel-v0.8.json")
 
 
 def test_nodes_inside_subgraph_definitions_are_annotated(subgraph_wf):

@@ -16,13 +16,13 @@ def scanner(make_config):
     return WorkflowScanner(make_config())
 
 
-def _workflow_files(shared_dir):
-    return sorted(p for p in (shared_dir / "workflows").iterdir()
+def _workflow_files(fixtures_dir):
+    return sorted(p for p in (fixtures_dir / "workflows").iterdir()
                   if p.suffix in (".json", ".png", ".webp") and p.name != "LABELS.json")
 
 
-def test_every_shared_workflow_parses(scanner, shared_dir):
-    files = _workflow_files(shared_dir)
+def test_every_shared_workflow_parses(scanner, fixtures_dir):
+    files = _workflow_files(fixtures_dir)
     assert len(files) >= 30
     for path in files:
         data = scanner.scan_workflow(path)
@@ -34,9 +34,9 @@ def test_every_shared_workflow_parses(scanner, shared_dir):
             assert ref.locations, ref
 
 
-def test_scan_directory_collects_unreadable_files(scanner, shared_dir):
-    results = scanner.scan_directory(shared_dir / "workflows", recursive=False)
-    assert len(results) == len(_workflow_files(shared_dir))
+def test_scan_directory_collects_unreadable_files(scanner, fixtures_dir):
+    results = scanner.scan_directory(fixtures_dir / "workflows", recursive=False)
+    assert len(results) == len(_workflow_files(fixtures_dir))
     # LABELS.json is JSON but not a workflow: reported, not fatal
     assert [e.path.rsplit("/", 1)[-1] for e in scanner.errors] == ["LABELS.json"]
 
@@ -47,22 +47,22 @@ def _expected_name(value: str) -> str:
     return value.replace("\\", "/")
 
 
-def _labels(shared_dir):
-    data = json.loads((shared_dir / "workflows" / "LABELS.json").read_text())
+def _labels(fixtures_dir):
+    data = json.loads((fixtures_dir / "workflows" / "LABELS.json").read_text())
     for wf in data["workflows"]:
         for ref in wf["refs"]:
             yield wf["workflow"], wf["format"], ref
 
 
-def test_labelled_references_are_found_in_the_right_folder(scanner, shared_dir):
+def test_labelled_references_are_found_in_the_right_folder(scanner, fixtures_dir):
     checked = 0
     cache = {}
-    for name, fmt, label in _labels(shared_dir):
+    for name, fmt, label in _labels(fixtures_dir):
         if label["file_value"].startswith("(implicit)"):
             # no file name in the workflow (InstantID's insightface/antelopev2): out of a scanner's reach
             continue
         if name not in cache:
-            cache[name] = scanner.scan_workflow(shared_dir / "workflows" / name)
+            cache[name] = scanner.scan_workflow(fixtures_dir / "workflows" / name)
         data = cache[name]
         assert fmt.startswith(data.format)
         want_file = _expected_name(label["file_value"])
@@ -78,8 +78,8 @@ def test_labelled_references_are_found_in_the_right_folder(scanner, shared_dir):
     assert checked >= 30
 
 
-def test_png_and_extracted_json_agree(scanner, shared_dir):
-    wf = shared_dir / "workflows"
+def test_png_and_extracted_json_agree(scanner, fixtures_dir):
+    wf = fixtures_dir / "workflows"
     for png in wf.glob("*.png"):
         from_png = {r.key for r in scanner.scan_workflow(png).model_references}
         from_json = {r.key for r in scanner.scan_workflow(wf / (png.name + ".workflow.json")).model_references}
@@ -87,8 +87,8 @@ def test_png_and_extracted_json_agree(scanner, shared_dir):
         assert from_png == from_json == from_prompt, png.name
 
 
-def test_metadata_urls_attach_to_references(scanner, shared_dir):
-    data = scanner.scan_workflow(shared_dir / "workflows" / "comfyanonymous__ComfyUI_examples__hunyuan_video_image_to_video.json")
+def test_metadata_urls_attach_to_references(scanner, fixtures_dir):
+    data = scanner.scan_workflow(fixtures_dir / "workflows" / "comfyanonymous__ComfyUI_examples__hunyuan_video_image_to_video.json")
     by_key = {r.key: r for r in data.model_references}
     ref = by_key["diffusion_models/hunyuan_video_image_to_video_720p_bf16.safetensors"]
     assert ref.url.startswith("https://huggingface.co/Comfy-Org/HunyuanVideo_repackaged/")
@@ -96,8 +96,8 @@ def test_metadata_urls_attach_to_references(scanner, shared_dir):
     assert all(r.url for r in data.model_references)
 
 
-def test_frontend_subgraph_fixture(scanner, shared_dir):
-    data = scanner.scan_workflow(shared_dir / "workflows" / "Comfy-Org__ComfyUI_frontend__missing_models_in_subgraph.json")
+def test_frontend_subgraph_fixture(scanner, fixtures_dir):
+    data = scanner.scan_workflow(fixtures_dir / "workflows" / "Comfy-Org__ComfyUI_frontend__missing_models_in_subgraph.json")
     [ref] = data.model_references
     assert ref.key == "checkpoints/fake_model.safetensors"
     assert ref.url == "http://localhost:8188/api/devtools/fake_model.safetensors"

@@ -32,14 +32,14 @@ def search(hub_config):
         yield s
 
 
-def sample(shared_dir, name):
-    return (shared_dir / "api-samples" / "civitai" / name).read_bytes()
+def sample(fixtures_dir, name):
+    return (fixtures_dir / "api-samples" / "civitai" / name).read_bytes()
 
 
-def test_search_body_exact_file(fake_hub, search, shared_dir):
+def test_search_body_exact_file(fake_hub, search, fixtures_dir):
     """A search body of the real shape (written for the tests: AutoV1/V2/V3, SHA256, CRC32, BLAKE3,
     several versions, non-primary and training-data files): the file is found by exact name."""
-    body = sample(shared_dir, "models_search_checkpoints_written.json")
+    body = sample(fixtures_dir, "models_search_checkpoints_written.json")
     fake_hub.inject("/api/v1/models", 200, body=body)
     (best, *_) = search.resolve(ref("riverstoneRealistic_v7.safetensors"))
     assert best.filename == "riverstoneRealistic_v7.safetensors" and best.confidence >= 0.9
@@ -56,8 +56,8 @@ def test_search_body_exact_file(fake_hub, search, shared_dir):
     assert "query=riverstone realistic" in req.query and "types=Checkpoint" in req.query
 
 
-def test_drift_tolerated_null_stats_empty_files_numeric_cursor(fake_hub, search, shared_dir):
-    body = json.loads(sample(shared_dir, "models_search_krea2_newest_2026-08_condensed.json"))
+def test_drift_tolerated_null_stats_empty_files_numeric_cursor(fake_hub, search, fixtures_dir):
+    body = json.loads(sample(fixtures_dir, "models_search_krea2_newest_2026-08_condensed.json"))
     body["metadata"] = {"nextCursor": 12345}
     fake_hub.inject("/api/v1/models", 200, body=body, times=None)
     results = search.resolve(ref("Pocahontas_Krea2_byKonan.safetensors", "loras"))
@@ -65,21 +65,21 @@ def test_drift_tolerated_null_stats_empty_files_numeric_cursor(fake_hub, search,
     assert results[0].metadata["downloads"] == 0
 
 
-def test_doc_shaped_body_truncated_hash_and_string_licence(fake_hub, search, shared_dir):
+def test_doc_shaped_body_truncated_hash_and_string_licence(fake_hub, search, fixtures_dir):
     """The developer docs' shape: commercial use as a ``{a,b}`` string, hashes cut with ``...``."""
-    fake_hub.inject("/api/v1/models", 200, body=sample(shared_dir, "models_search_doc_shape_written.json"), times=None)
+    fake_hub.inject("/api/v1/models", 200, body=sample(fixtures_dir, "models_search_doc_shape_written.json"), times=None)
     (best,) = search.resolve(ref("meadowIllustriousSDXL_v160.safetensors"))
     assert best.hash_sha256 is None  # "B7E41C09D2..." is not a sha256
     assert best.confidence >= 0.9
-    item = json.loads(sample(shared_dir, "models_search_doc_shape_written.json"))["items"][0]
+    item = json.loads(sample(fixtures_dir, "models_search_doc_shape_written.json"))["items"][0]
     fake_hub.inject("/api/v1/models/9301", 200, body=item)
     details = search.get_model_details("civitai", "9301")
     assert details.metadata["allow_commercial_use"] == ["Image", "RentCivit"]
     assert details.files[0]["name"] == "meadowIllustriousSDXL_v160.safetensors"
 
 
-def test_real_model_body_details(fake_hub, search, shared_dir):
-    fake_hub.inject("/api/v1/models/2833924", 200, body=sample(shared_dir, "model_2833924_2026-08.json"))
+def test_real_model_body_details(fake_hub, search, fixtures_dir):
+    fake_hub.inject("/api/v1/models/2833924", 200, body=sample(fixtures_dir, "model_2833924_2026-08.json"))
     details = search.get_model_details("civitai", 2833924)
     assert details.name == "Mihaila Krea" and details.model_type == "lora"
     assert details.metadata["allow_commercial_use"] == []
@@ -88,8 +88,8 @@ def test_real_model_body_details(fake_hub, search, shared_dir):
     assert details.page_url == f"{fake_hub.civitai_url}/models/2833924"
 
 
-def test_hash_lookup_on_version_body(fake_hub, search, shared_dir):
-    body = sample(shared_dir, "model_version_pickle_written.json")
+def test_hash_lookup_on_version_body(fake_hub, search, fixtures_dir):
+    body = sample(fixtures_dir, "model_version_pickle_written.json")
     sha = "2E0FA958FCE4F25E023C94A86D74A48D0A0C9FF280C692729BCB5CB5B728817E"
     fake_hub.inject(f"/api/v1/model-versions/by-hash/{sha.lower()}", 200, body=body)
     (best,) = search.resolve(ref("whatever_it_was_called.ckpt", hash=sha.lower(), hash_type="sha256"))

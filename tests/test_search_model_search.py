@@ -258,9 +258,9 @@ def test_workflow_url_answering_404_is_demoted(fake_hub, hub_config):
     assert res.best.confidence == 0.6 and res.errors[0]["type"] == "NotFoundError"
 
 
-def test_real_workflow_models_metadata(fake_hub, hub_config, shared_dir):
+def test_real_workflow_models_metadata(fake_hub, hub_config, fixtures_dir):
     """The hunyuan example workflow carries its own URLs: each resolves to the fake Comfy-Org repo."""
-    wf = json.loads((shared_dir / "workflows" / "comfyanonymous__ComfyUI_examples__hunyuan_video_image_to_video.json")
+    wf = json.loads((fixtures_dir / "workflows" / "comfyanonymous__ComfyUI_examples__hunyuan_video_image_to_video.json")
                     .read_text())
     entries = []
 

@@ -1016,25 +1016,6 @@ class WorkerPool:
             raise RuntimeError("worker pool is shut down")
         self._queue.put((fn, args))
 
-    def retry_failed(self, job_id: Optional[str] = None) -> Dict[str, Any]:
-        """Run every failed row again (of one job, or of all jobs) that has a download source;
-        returns ``{"retried": n, "jobs": [Job dicts of the jobs touched]}``."""
-        with self._lock:
-            self._check_open()
-            jobs = [self._job(job_id)] if job_id is not None else list(self._jobs.values())
-            wanted = [(job, it) for job in jobs for it in job.items if it.state == "failed" and it.url]
-        touched: Dict[str, None] = {}
-        retried = 0
-        for job, it in wanted:
-            try:
-                self.retry_item(job.id, it.id)
-            except JobConflictError:  # changed meanwhile (retried by another request)
-                continue
-            retried += 1
-            touched[job.id] = None
-        ids = list(touched) if job_id is None else [job_id]
-        return {"retried": retried, "jobs": [self.get(i) for i in ids]}
-
     def shutdown(self, wait: bool = False) -> None:
         self._closed = True
         # drop what never started, then wake every worker with a stop marker

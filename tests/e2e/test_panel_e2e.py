@@ -70,8 +70,8 @@ def hub():
 
 
 @pytest.fixture
-def workflow(shared_dir) -> dict:
-    wf = json.loads((shared_dir / "workflows" / WORKFLOW).read_text())
+def workflow(fixtures_dir) -> dict:
+    wf = json.loads((fixtures_dir / "workflows" / WORKFLOW).read_text())
     # One more LoraLoader whose file name is an XSS attempt: it must never become markup.
     wf["nodes"].append({
         "id": 50, "type": "LoraLoader", "pos": [100, 700], "size": [315, 126], "flags": {}, "order": 9, "mode": 0,
@@ -269,14 +269,14 @@ SUBGRAPH_PROPS_JS = """() => {
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_subgraph_workflow_with_metadata_source(shared_dir, tmp_path, comfyui_install, start_comfyui,
+def test_subgraph_workflow_with_metadata_source(fixtures_dir, tmp_path, comfyui_install, start_comfyui,
                                                open_comfyui, page, page_logs):
     """The ComfyUI frontend's own fixture: the loaders live only inside a subgraph definition and
     the workflow's top-level ``models`` names the source.  Serialising the root graph must carry
     the subgraph, the download must land verified, and Embed sources must reach the inner nodes."""
     from playwright.sync_api import expect
 
-    wf = json.loads((shared_dir / "workflows" / SUBGRAPH_WORKFLOW).read_text())
+    wf = json.loads((fixtures_dir / "workflows" / SUBGRAPH_WORKFLOW).read_text())
     with FakeHub() as hub:
         hub.add_hf_repo("comfy-org/fake-models", {SUBGRAPH_MODEL: SUBGRAPH_BYTES})
         url = f"{hub.hf_url}/comfy-org/fake-models/resolve/main/{SUBGRAPH_MODEL}"
