@@ -12,7 +12,6 @@ import types
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from fakehub.fixtures import fake_hub  # noqa: F401
 
@@ -25,6 +24,7 @@ from comfyfixersmart.pickles import PICKLE_CONFIRMATION
 from comfyfixersmart.report import resolution_to_json
 from comfyfixersmart.service.routes import FixerRoutes
 from comfyfixersmart.write_policy import folder_key, model_folder_table, protected_roots
+from routes_support import mount_routes
 
 HOSTILE_DIRECTORIES = ["../../x", "/etc", "C:\\x", "models/loras", "loras/../../x", "loras/", "..", "~",
                        "\\\\server\\share", "output", "input", "temp", "custom_nodes", "nope", ""]
@@ -202,11 +202,7 @@ async def api(aiohttp_client, make_config, root, tmp_path):
     folders = ComfyFolders(_folder_paths(root, output))
     fixer = FixerRoutes(folders=folders, config=make_config(comfyui_root=root), protected=folders.protected_roots,
                         downloader_factory=lambda config: NoNetwork())
-    table = web.RouteTableDef()
-    fixer.add_routes(table)
-    app = web.Application()
-    app.add_routes(table)
-    client = await aiohttp_client(app)
+    client = await mount_routes(aiohttp_client, fixer)
     yield client
     fixer.close()
 

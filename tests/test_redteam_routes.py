@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from dlserver import FileServer
 from fakehub.fixtures import config_for_hub, fake_hub  # noqa: F401
 from fakehub.registry import blob
 
 from comfyfixersmart.service.routes import FixerRoutes
+from routes_support import mount_routes
 
 TOKEN = "hf_" + "s3cr3t" * 6
 CIVITAI_TOKEN = "civitai-" + "k" * 24
@@ -62,11 +62,7 @@ async def api(aiohttp_client, config, folders):
     events = []
     fixer = FixerRoutes(folders=folders, emit=lambda e, d: events.append((e, json.loads(json.dumps(d)))),
                         config=config)
-    table = web.RouteTableDef()
-    fixer.add_routes(table)
-    app = web.Application()
-    app.add_routes(table)
-    client = await aiohttp_client(app)
+    client = await mount_routes(aiohttp_client, fixer)
     client.fixer, client.events = fixer, events
     yield client
     fixer.close()
@@ -175,11 +171,7 @@ async def test_body_over_the_limit_with_a_lying_content_length_is_413(api):
 
 async def test_ten_megabyte_strings_in_a_workflow(aiohttp_client, config, folders):
     fixer = FixerRoutes(folders=folders, config=config)
-    table = web.RouteTableDef()
-    fixer.add_routes(table)
-    app = web.Application(client_max_size=64 << 20)  # like ComfyUI's upload limit
-    app.add_routes(table)
-    client = await aiohttp_client(app)
+    client = await mount_routes(aiohttp_client, fixer, client_max_size=64 << 20)  # like ComfyUI's upload limit
     name = "a" * (10 << 20)
     wf = {"nodes": [{"id": 1, "type": "CheckpointLoaderSimple", "widgets_values": [name + ".safetensors"]},
                     {"id": 2, "type": "Note", "widgets_values": ["b" * (10 << 20)]}]}

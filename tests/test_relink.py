@@ -15,7 +15,6 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from comfyfixersmart import relink as relink_mod
 from comfyfixersmart.errors import (
@@ -27,6 +26,7 @@ from comfyfixersmart.errors import (
 )
 from comfyfixersmart.relink import relink_file
 from comfyfixersmart.service.routes import FixerRoutes
+from routes_support import mount_routes
 
 DATA = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      " + os.urandom(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -249,11 +249,7 @@ def test_hasher_is_used(root, folders):
 @pytest.fixture
 async def api(aiohttp_client, make_config, root, folders):
     fixer = FixerRoutes(folders=lambda: folders, config=make_config(comfyui_root=root))
-    table = web.RouteTableDef()
-    fixer.add_routes(table)
-    app = web.Application()
-    app.add_routes(table)
-    client = await aiohttp_client(app)
+    client = await mount_routes(aiohttp_client, fixer)
     yield client
     fixer.close()
 

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from fakehub.fixtures import config_for_hub, fake_hub  # noqa: F401
 
 from comfyfixersmart.service.routes import FixerRoutes
+from routes_support import mount_routes
 
 TOKEN = "hf_" + "t" * 34
 WEIGHTS = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      " + bytes(range(256)) * 200
@@ -73,11 +73,7 @@ def config(fake_hub, tmp_path):  # noqa: F811
 async def api(aiohttp_client, config, folders):
     events = Events()
     fixer = FixerRoutes(folders=folders, emit=events, config=config)
-    table = web.RouteTableDef()
-    fixer.add_routes(table)
-    app = web.Application()
-    app.add_routes(table)
-    client = await aiohttp_client(app)
+    client = await mount_routes(aiohttp_client, fixer)
     client.fixer, client.events = fixer, events
     yield client
     fixer.close()
@@ -402,11 +398,7 @@ async def test_unexpected_errors_are_500_without_details(aiohttp_client, config,
         raise RuntimeError("internal detail /secret/path")
 
     fixer = FixerRoutes(broken_core, folders, config=config)
-    table = web.RouteTableDef()
-    fixer.add_routes(table)
-    app = web.Application()
-    app.add_routes(table)
-    client = await aiohttp_client(app)
+    client = await mount_routes(aiohttp_client, fixer)
     try:
         resp = await client.post("/comfyfixer/scan", json={"workflow": ui_workflow()})
         error = await error_of(resp, 500)

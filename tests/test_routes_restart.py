@@ -11,17 +11,14 @@ from aiohttp import web
 from comfyfixersmart.comfyui.mount import _resume_on_startup
 from comfyfixersmart.service.jobs import MemoryJobStore
 from comfyfixersmart.service.routes import FixerRoutes
+from routes_support import mount_routes
 
 
 @pytest.fixture
 async def api(aiohttp_client, make_config, tmp_path):
     fixer = FixerRoutes(folders=lambda: {"checkpoints": [str(tmp_path)]}, config=make_config(),
                         job_store=MemoryJobStore())
-    table = web.RouteTableDef()
-    fixer.add_routes(table)
-    app = web.Application()
-    app.add_routes(table)
-    client = await aiohttp_client(app)
+    client = await mount_routes(aiohttp_client, fixer)
     yield client
     fixer.close()
 
@@ -110,11 +107,7 @@ async def test_a_fix_job_cut_off_while_resolving_resolves_again(aiohttp_client, 
     config = make_config(auto_resume=auto_resume)
     first = FixerRoutes(folders=lambda: {"checkpoints": [str(tmp_path)]}, config=config, job_store=store,
                         core_factory=lambda cfg, folders: FakeCore(first_calls, gate))
-    table = web.RouteTableDef()
-    first.add_routes(table)
-    app = web.Application()
-    app.add_routes(table)
-    client = await aiohttp_client(app)
+    client = await mount_routes(aiohttp_client, first)
     second = None
     try:
         resp = await client.post("/comfyfixer/fix", json={"workflow": WORKFLOW, "min_confidence": 0.7})

@@ -5,10 +5,10 @@ write-only."""
 from __future__ import annotations
 
 import pytest
-from aiohttp import web
 
 from comfyfixersmart.service.jobs import MemoryJobStore
 from comfyfixersmart.service.routes import FixerRoutes
+from routes_support import mount_routes
 
 TOKEN = "hf_" + "s" * 34
 
@@ -17,11 +17,7 @@ TOKEN = "hf_" + "s" * 34
 async def api(aiohttp_client, make_config, tmp_path):
     fixer = FixerRoutes(folders=lambda: {"checkpoints": [str(tmp_path)]}, config=make_config(),
                         job_store=MemoryJobStore())
-    table = web.RouteTableDef()
-    fixer.add_routes(table)
-    app = web.Application()
-    app.add_routes(table)
-    client = await aiohttp_client(app)
+    client = await mount_routes(aiohttp_client, fixer)
     client.fixer = fixer
     yield client
     fixer.close()

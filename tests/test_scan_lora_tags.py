@@ -11,6 +11,7 @@ from comfyfixersmart.datamodel import AnalysisResult, ModelReference, Resolution
 from comfyfixersmart.inventory import ModelInventory
 from comfyfixersmart.scan import WorkflowScanner
 from comfyfixersmart.scan.prompts import LORA_TAG_NODES
+from routes_support import mount_routes
 
 
 @pytest.fixture
@@ -138,18 +139,13 @@ def test_a_file_downloaded_for_a_tag_keeps_its_real_extension(make_config, tmp_p
 
 
 async def test_the_scan_route_lists_ignored_tags_as_informational(aiohttp_client, make_config, tmp_path):
-    from aiohttp import web
 
     from comfyfixersmart.service.routes import FixerRoutes
 
     root = tmp_path / "ComfyUI"
     (root / "models" / "loras").mkdir(parents=True)
     fixer = FixerRoutes(folders=lambda: {"loras": [str(root / "models" / "loras")]}, config=make_config())
-    table = web.RouteTableDef()
-    fixer.add_routes(table)
-    app = web.Application()
-    app.add_routes(table)
-    client = await aiohttp_client(app)
+    client = await mount_routes(aiohttp_client, fixer)
     try:
         wf = {"nodes": [node(1, "CLIPTextEncode", ["<lora:words_only:1>"]),
                         node(2, "LoraTagLoader", ["<lora:applied:1>"])], "links": []}

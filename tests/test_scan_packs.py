@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from aiohttp import web
 
 from comfyfixersmart.datamodel import MissingPack
 from comfyfixersmart.report import scan_to_json
 from comfyfixersmart.scan import WorkflowScanner
 from comfyfixersmart.scan.packs import MAP_FILE, ExtensionMap, extension_map, missing_packs
 from comfyfixersmart.service.routes import FixerRoutes
+from routes_support import mount_routes
 
 SMALL = ExtensionMap({
     "packs": [["https://github.com/a/pack-a", "Pack A"], ["https://github.com/b/pack-b", "Pack B"],
@@ -134,11 +134,7 @@ async def test_the_scan_route_returns_missing_packs(aiohttp_client, make_config,
     fixer = FixerRoutes(folders=lambda: {"checkpoints": [str(root / "models" / "checkpoints")]}, config=make_config())
     if live is not None:
         fixer.node_map = LiveNodes(live)
-    table = web.RouteTableDef()
-    fixer.add_routes(table)
-    app = web.Application()
-    app.add_routes(table)
-    client = await aiohttp_client(app)
+    client = await mount_routes(aiohttp_client, fixer)
     try:
         resp = await client.post("/comfyfixer/scan", json={"workflow": UI})
         assert resp.status == 200, await resp.text()
