@@ -3,31 +3,15 @@ known-model index alone: the files Hugging Face's search cannot find (issue 8)."
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-from pathlib import Path
 
 from comfyfixersmart.scan import WorkflowScanner
 from comfyfixersmart.search import ModelSearch
 from comfyfixersmart.search.known_models import KnownModelIndex
+from templates_support import TEMPLATE, stripped, template_models
 from fakehub import blob
 from fakehub.fixtures import config_for_hub, fake_hub  # noqa: F401
-
-TEMPLATE = Path(__file__).parent / "fixtures" / "templates" / "flux_schnell_full_text_to_image.json"
-
-
-def template_models(wf):
-    return [m for n in wf["nodes"] for m in (n.get("properties") or {}).get("models") or []]
-
-
-def stripped(wf):
-    """The template as a user shares it after saving: no ``models`` metadata anywhere."""
-    out = copy.deepcopy(wf)
-    out.pop("models", None)
-    for n in out["nodes"]:
-        (n.get("properties") or {}).pop("models", None)
-    return out
 
 
 def test_the_bundled_index_lists_every_file_of_the_template():

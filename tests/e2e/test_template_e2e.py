@@ -11,7 +11,6 @@ hashes where it has any).  Decoys with the same names and other bytes sit in com
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import struct
@@ -20,10 +19,9 @@ from pathlib import Path
 import pytest
 
 from comfyfixersmart.search import index_build
+from templates_support import TEMPLATE, stripped, template_models
 from fakehub import FakeHub, blob
 
-HERE = Path(__file__).resolve().parent
-TEMPLATE = HERE.parent / "fixtures" / "templates" / "flux_schnell_full_text_to_image.json"
 
 LOAD_JS = """async (wf) => {
   await window.app.loadGraphData(wf, true, true, null,
@@ -36,18 +34,6 @@ def tiny_safetensors(seed: int, size: int) -> bytes:
     header = json.dumps({"w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
     header += b" " * (-len(header) % 8)
     return struct.pack("<Q", len(header)) + header + blob(size, seed=seed)
-
-
-def template_models(wf):
-    return [m for n in wf["nodes"] for m in (n.get("properties") or {}).get("models") or []]
-
-
-def stripped(wf):
-    out = copy.deepcopy(wf)
-    out.pop("models", None)
-    for n in out["nodes"]:
-        (n.get("properties") or {}).pop("models", None)
-    return out
 
 
 @pytest.fixture
